@@ -1,0 +1,131 @@
+#include "embodied/checks.h"
+
+#include <ATen/ops/isfinite.h>
+#include <ATen/ops/logical_not.h>
+#include <ATen/ops/nonzero.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+#include <sstream>
+
+namespace embodied {
+namespace {
+
+bool is_real_float(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble;
+}
+
+void check_same_device(const char* op, const at::Tensor& ref, const char* ref_name,
+                       const at::Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.device() == ref.device(), op, ": ", name, " is on ", t.device(), " but ",
+                    ref_name, " is on ", ref.device(), "; move all inputs to one device");
+}
+
+void check_unit_interval(const char* op, const char* name, double v) {
+  TORCH_CHECK_VALUE(std::isfinite(v) && v >= 0.0 && v <= 1.0, op, ": ", name,
+                    " must be in [0, 1], got ", v);
+}
+
+}  // namespace
+
+void check_gae_inputs(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones,
+                      const at::Tensor& next_value, double gamma, double lam) {
+  constexpr const char* op = "embodied.ops.gae";
+  TORCH_CHECK_VALUE(rewards.dim() == 2, op, ": rewards must be [T, N] (time-major), got shape ",
+                    rewards.sizes(), "; add a trailing env dimension for a single env");
+  TORCH_CHECK_VALUE(rewards.size(0) > 0 && rewards.size(1) > 0, op,
+                    ": rewards must have at least one step and one env, got shape ", rewards.sizes());
+  TORCH_CHECK_TYPE(is_real_float(rewards), op, ": rewards must be float32 or float64, got ",
+                   rewards.scalar_type());
+  TORCH_CHECK_VALUE(values.sizes() == rewards.sizes(), op, ": values must have the shape of rewards ",
+                    rewards.sizes(), ", got ", values.sizes());
+  TORCH_CHECK_VALUE(dones.sizes() == rewards.sizes(), op, ": dones must have the shape of rewards ",
+                    rewards.sizes(), ", got ", dones.sizes());
+  TORCH_CHECK_VALUE(next_value.dim() == 1 && next_value.size(0) == rewards.size(1), op,
+                    ": next_value must be [N] = [", rewards.size(1),
+                    "] (the value of the observation after the last step), got shape ",
+                    next_value.sizes());
+  TORCH_CHECK_TYPE(values.scalar_type() == rewards.scalar_type() &&
+                       next_value.scalar_type() == rewards.scalar_type(),
+                   op, ": rewards, values and next_value must share one dtype, got ",
+                   rewards.scalar_type(), ", ", values.scalar_type(), " and ",
+                   next_value.scalar_type());
+  const auto dt = dones.scalar_type();
+  TORCH_CHECK_TYPE(dt == at::kBool || dt == at::kByte || dt == at::kFloat || dt == at::kDouble, op,
+                   ": dones must be bool, uint8, float32 or float64, got ", dt);
+  check_same_device(op, rewards, "rewards", values, "values");
+  check_same_device(op, rewards, "rewards", dones, "dones");
+  check_same_device(op, rewards, "rewards", next_value, "next_value");
+  check_unit_interval(op, "gamma", gamma);
+  check_unit_interval(op, "lam", lam);
+}
+
+void check_vlm_rm_inputs(const at::Tensor& image_embeds, const at::Tensor& goal,
+                         const at::Tensor& baseline, double alpha) {
+  constexpr const char* op = "embodied.ops.vlm_rm_reward";
+  TORCH_CHECK_VALUE(image_embeds.dim() == 2, op, ": image_embeds must be [B, D], got shape ",
+                    image_embeds.sizes());
+  TORCH_CHECK_VALUE(image_embeds.size(1) > 0, op, ": the embedding dimension D must be > 0");
+  TORCH_CHECK_TYPE(is_real_float(image_embeds), op,
+                   ": image_embeds must be float32 or float64, got ", image_embeds.scalar_type(),
+                   "; cast half-precision embeddings with .float()");
+  const auto d = image_embeds.size(1);
+  TORCH_CHECK_VALUE(goal.dim() == 1 && goal.size(0) == d, op, ": goal must be [D] = [", d,
+                    "], got shape ", goal.sizes());
+  TORCH_CHECK_VALUE(baseline.dim() == 1 && baseline.size(0) == d, op, ": baseline must be [D] = [",
+                    d, "], got shape ", baseline.sizes());
+  TORCH_CHECK_TYPE(goal.scalar_type() == image_embeds.scalar_type() &&
+                       baseline.scalar_type() == image_embeds.scalar_type(),
+                   op, ": image_embeds, goal and baseline must share one dtype, got ",
+                   image_embeds.scalar_type(), ", ", goal.scalar_type(), " and ",
+                   baseline.scalar_type());
+  check_same_device(op, image_embeds, "image_embeds", goal, "goal");
+  check_same_device(op, image_embeds, "image_embeds", baseline, "baseline");
+  check_unit_interval(op, "alpha", alpha);
+}
+
+void check_running_norm_inputs(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& var,
+                               const at::Tensor& count, double eps, double clip) {
+  constexpr const char* op = "embodied.ops.running_normalize";
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(0) > 0, op,
+                    ": x must be [B, *feature_shape] with B >= 1, got shape ", x.sizes());
+  TORCH_CHECK_TYPE(is_real_float(x), op, ": x must be float32 or float64, got ", x.scalar_type());
+  const auto features = x.sizes().slice(1);
+  TORCH_CHECK_VALUE(mean.sizes() == features && var.sizes() == features, op,
+                    ": mean and var must have x's feature shape ", features, ", got ", mean.sizes(),
+                    " and ", var.sizes());
+  TORCH_CHECK_TYPE(is_real_float(mean) && var.scalar_type() == mean.scalar_type(), op,
+                   ": mean and var must be float32 or float64 of one dtype, got ",
+                   mean.scalar_type(), " and ", var.scalar_type());
+  TORCH_CHECK_VALUE(count.dim() == 0, op, ": count must be a 0-dim tensor, got shape ",
+                    count.sizes());
+  TORCH_CHECK_TYPE(count.scalar_type() == at::kDouble, op, ": count must be float64, got ",
+                   count.scalar_type());
+  for (const auto& t : {&mean, &var, &count}) {
+    TORCH_CHECK_VALUE(t->is_contiguous(), op, ": running statistics must be contiguous tensors");
+  }
+  check_same_device(op, x, "x", mean, "mean");
+  check_same_device(op, x, "x", var, "var");
+  check_same_device(op, x, "x", count, "count");
+  TORCH_CHECK_VALUE(std::isfinite(eps) && eps > 0.0, op, ": eps must be > 0, got ", eps);
+  TORCH_CHECK_VALUE(clip > 0.0, op, ": clip must be > 0 (inf disables clipping), got ", clip);
+}
+
+void throw_nonfinite(const char* op, std::initializer_list<NamedTensor> inputs,
+                     const std::string& otherwise) {
+  for (const auto& [name, tensor] : inputs) {
+    if (!tensor->is_floating_point()) continue;
+    const at::Tensor bad = at::nonzero(at::logical_not(at::isfinite(*tensor))).cpu();
+    if (bad.size(0) == 0) continue;
+    std::ostringstream where;
+    for (int64_t i = 0; i < bad.size(1); ++i) {
+      where << (i ? ", " : "") << bad[0][i].item<int64_t>();
+    }
+    TORCH_CHECK_VALUE(false, op, ": ", name, "[", where.str(), "] is not finite (",
+                      bad.size(0), " non-finite element(s) in ", name,
+                      "); check whatever produced it, the op never ignores NaN or Inf");
+  }
+  TORCH_CHECK_VALUE(false, op, ": the result is not finite although every input is: ", otherwise);
+}
+
+}  // namespace embodied

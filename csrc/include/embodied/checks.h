@@ -1,0 +1,30 @@
+#pragma once
+
+// Input validation shared by the CPU and CUDA implementations of every op, so
+// both backends reject the same inputs with the same messages.
+
+#include <ATen/core/Tensor.h>
+
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+namespace embodied {
+
+using NamedTensor = std::pair<const char*, const at::Tensor*>;
+
+void check_gae_inputs(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones,
+                      const at::Tensor& next_value, double gamma, double lam);
+
+void check_vlm_rm_inputs(const at::Tensor& image_embeds, const at::Tensor& goal,
+                         const at::Tensor& baseline, double alpha);
+
+void check_running_norm_inputs(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& var,
+                               const at::Tensor& count, double eps, double clip);
+
+// Called when an op's result came out non-finite: finds the first non-finite input
+// element (the error path may be slow) and throws a ValueError naming it.
+[[noreturn]] void throw_nonfinite(const char* op, std::initializer_list<NamedTensor> inputs,
+                                  const std::string& otherwise);
+
+}  // namespace embodied

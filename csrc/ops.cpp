@@ -1,0 +1,13 @@
+// The op schemas, in one place. Kernels register per backend in cpu/ and cuda/;
+// shape functions for torch.compile live in embodied/ops/_fake.py.
+#include <torch/library.h>
+
+TORCH_LIBRARY(embodied, m) {
+  m.def(
+      "gae(Tensor rewards, Tensor values, Tensor dones, Tensor next_value, float gamma, "
+      "float lam) -> (Tensor advantages, Tensor returns)");
+  m.def("vlm_rm_reward(Tensor image_embeds, Tensor goal, Tensor baseline, float alpha) -> Tensor");
+  m.def(
+      "running_normalize(Tensor x, Tensor(a!) mean, Tensor(b!) var, Tensor(c!) count, "
+      "bool update, bool center, float eps, float clip) -> Tensor");
+}

@@ -1,0 +1,120 @@
+"""Metadata checks of the ops' inputs, mirroring the C++ TORCH_CHECKs in
+csrc/checks.cpp. They run in the fake kernels (so torch.compile rejects bad shapes
+at trace time) and in front of the pure-PyTorch fallback."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_REAL = (torch.float32, torch.float64)
+
+
+def _same_device(op: str, ref: torch.Tensor, ref_name: str, t: torch.Tensor, name: str) -> None:
+    if t.device != ref.device:
+        raise ValueError(f"{op}: {name} is on {t.device} but {ref_name} is on {ref.device}; "
+                         "move all inputs to one device")
+
+
+def _unit_interval(op: str, name: str, v: float) -> None:
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise ValueError(f"{op}: {name} must be in [0, 1], got {v}")
+
+
+def gae_inputs(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
+               next_value: torch.Tensor, gamma: float, lam: float) -> None:
+    op = "embodied.ops.gae"
+    if rewards.dim() != 2:
+        raise ValueError(f"{op}: rewards must be [T, N] (time-major), got shape {list(rewards.shape)}"
+                         "; add a trailing env dimension for a single env")
+    if rewards.shape[0] == 0 or rewards.shape[1] == 0:
+        raise ValueError(f"{op}: rewards must have at least one step and one env, "
+                         f"got shape {list(rewards.shape)}")
+    if rewards.dtype not in _REAL:
+        raise TypeError(f"{op}: rewards must be float32 or float64, got {rewards.dtype}")
+    if values.shape != rewards.shape:
+        raise ValueError(f"{op}: values must have the shape of rewards {list(rewards.shape)}, "
+                         f"got {list(values.shape)}")
+    if dones.shape != rewards.shape:
+        raise ValueError(f"{op}: dones must have the shape of rewards {list(rewards.shape)}, "
+                         f"got {list(dones.shape)}")
+    if next_value.dim() != 1 or next_value.shape[0] != rewards.shape[1]:
+        raise ValueError(f"{op}: next_value must be [N] = [{rewards.shape[1]}] (the value of the "
+                         f"observation after the last step), got shape {list(next_value.shape)}")
+    if values.dtype != rewards.dtype or next_value.dtype != rewards.dtype:
+        raise TypeError(f"{op}: rewards, values and next_value must share one dtype, got "
+                        f"{rewards.dtype}, {values.dtype} and {next_value.dtype}")
+    if dones.dtype not in (torch.bool, torch.uint8, *_REAL):
+        raise TypeError(f"{op}: dones must be bool, uint8, float32 or float64, got {dones.dtype}")
+    _same_device(op, rewards, "rewards", values, "values")
+    _same_device(op, rewards, "rewards", dones, "dones")
+    _same_device(op, rewards, "rewards", next_value, "next_value")
+    _unit_interval(op, "gamma", gamma)
+    _unit_interval(op, "lam", lam)
+
+
+def vlm_rm_inputs(image_embeds: torch.Tensor, goal: torch.Tensor, baseline: torch.Tensor,
+                  alpha: float) -> None:
+    op = "embodied.ops.vlm_rm_reward"
+    if image_embeds.dim() != 2:
+        raise ValueError(f"{op}: image_embeds must be [B, D], got shape {list(image_embeds.shape)}")
+    if image_embeds.shape[1] == 0:
+        raise ValueError(f"{op}: the embedding dimension D must be > 0")
+    if image_embeds.dtype not in _REAL:
+        raise TypeError(f"{op}: image_embeds must be float32 or float64, got {image_embeds.dtype}"
+                        "; cast half-precision embeddings with .float()")
+    d = image_embeds.shape[1]
+    if goal.dim() != 1 or goal.shape[0] != d:
+        raise ValueError(f"{op}: goal must be [D] = [{d}], got shape {list(goal.shape)}")
+    if baseline.dim() != 1 or baseline.shape[0] != d:
+        raise ValueError(f"{op}: baseline must be [D] = [{d}], got shape {list(baseline.shape)}")
+    if goal.dtype != image_embeds.dtype or baseline.dtype != image_embeds.dtype:
+        raise TypeError(f"{op}: image_embeds, goal and baseline must share one dtype, got "
+                        f"{image_embeds.dtype}, {goal.dtype} and {baseline.dtype}")
+    _same_device(op, image_embeds, "image_embeds", goal, "goal")
+    _same_device(op, image_embeds, "image_embeds", baseline, "baseline")
+    _unit_interval(op, "alpha", alpha)
+
+
+def running_norm_inputs(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
+                        count: torch.Tensor, eps: float, clip: float) -> None:
+    op = "embodied.ops.running_normalize"
+    if x.dim() < 1 or x.shape[0] == 0:
+        raise ValueError(f"{op}: x must be [B, *feature_shape] with B >= 1, got shape {list(x.shape)}")
+    if x.dtype not in _REAL:
+        raise TypeError(f"{op}: x must be float32 or float64, got {x.dtype}")
+    features = x.shape[1:]
+    if mean.shape != features or var.shape != features:
+        raise ValueError(f"{op}: mean and var must have x's feature shape {list(features)}, got "
+                         f"{list(mean.shape)} and {list(var.shape)}")
+    if mean.dtype not in _REAL or var.dtype != mean.dtype:
+        raise TypeError(f"{op}: mean and var must be float32 or float64 of one dtype, got "
+                        f"{mean.dtype} and {var.dtype}")
+    if count.dim() != 0:
+        raise ValueError(f"{op}: count must be a 0-dim tensor, got shape {list(count.shape)}")
+    if count.dtype != torch.float64:
+        raise TypeError(f"{op}: count must be float64, got {count.dtype}")
+    if not (mean.is_contiguous() and var.is_contiguous() and count.is_contiguous()):
+        raise ValueError(f"{op}: running statistics must be contiguous tensors")
+    _same_device(op, x, "x", mean, "mean")
+    _same_device(op, x, "x", var, "var")
+    _same_device(op, x, "x", count, "count")
+    if not (math.isfinite(eps) and eps > 0.0):
+        raise ValueError(f"{op}: eps must be > 0, got {eps}")
+    if not clip > 0.0:
+        raise ValueError(f"{op}: clip must be > 0 (inf disables clipping), got {clip}")
+
+
+def raise_nonfinite(op: str, inputs: dict[str, torch.Tensor], otherwise: str) -> None:
+    """Raise a ValueError naming the first non-finite input element (the error path)."""
+    for name, t in inputs.items():
+        if not t.is_floating_point():
+            continue
+        bad = (~torch.isfinite(t)).nonzero()
+        if len(bad):
+            where = ", ".join(str(int(i)) for i in bad[0])
+            raise ValueError(f"{op}: {name}[{where}] is not finite ({len(bad)} non-finite "
+                             f"element(s) in {name}); check whatever produced it, the op never "
+                             "ignores NaN or Inf")
+    raise ValueError(f"{op}: the result is not finite although every input is: {otherwise}")

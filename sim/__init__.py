@@ -1,0 +1,1 @@
+"""Batched simulation environments (MuJoCo, Meta-World, gymnasium, IsaacGym)."""
