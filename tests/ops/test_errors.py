@@ -1,0 +1,156 @@
+"""Every bad input gives a clear error, identically from the compiled kernels and
+from the pure-PyTorch fallback used when the extension is not built."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+import embodied.ops as ops
+
+nan = float("nan")
+
+
+@pytest.fixture(params=["compiled", "fallback"])
+def impl(request, monkeypatch):
+    if request.param == "fallback":
+        monkeypatch.setattr(ops, "_C", None)
+        monkeypatch.setattr(ops, "_warned", True)
+    return request.param
+
+
+def gae_args(T=4, N=3, **override):
+    args = dict(rewards=torch.zeros(T, N), values=torch.zeros(T, N), dones=torch.zeros(T, N, dtype=torch.bool),
+                next_value=torch.zeros(N), gamma=0.99, lam=0.95)
+    args.update(override)
+    return args
+
+
+GAE_CASES = [
+    (dict(rewards=torch.zeros(4)), ValueError, r"rewards must be \[T, N\]"),
+    (dict(rewards=torch.zeros(0, 3), values=torch.zeros(0, 3), dones=torch.zeros(0, 3, dtype=torch.bool)),
+     ValueError, "at least one step and one env"),
+    (dict(rewards=torch.zeros(4, 3, dtype=torch.int64)), TypeError, "rewards must be float32 or float64"),
+    (dict(values=torch.zeros(4, 2)), ValueError, "values must have the shape of rewards"),
+    (dict(dones=torch.zeros(3, 3, dtype=torch.bool)), ValueError, "dones must have the shape of rewards"),
+    (dict(next_value=torch.zeros(4)), ValueError, r"next_value must be \[N\] = \[3\]"),
+    (dict(values=torch.zeros(4, 3, dtype=torch.float64)), TypeError, "must share one dtype"),
+    (dict(dones=torch.zeros(4, 3, dtype=torch.int32)), TypeError, "dones must be bool, uint8"),
+    (dict(gamma=1.5), ValueError, r"gamma must be in \[0, 1\]"),
+    (dict(lam=-0.1), ValueError, r"lam must be in \[0, 1\]"),
+    (dict(gamma=nan), ValueError, r"gamma must be in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("override,exc,match", GAE_CASES)
+def test_gae_rejects(impl, override, exc, match):
+    with pytest.raises(exc, match=match):
+        ops.gae(**gae_args(**override))
+
+
+@pytest.mark.parametrize("name,index", [("rewards", (2, 1)), ("values", (0, 2)), ("values", (3, 0)),
+                                        ("next_value", (1,)), ("dones", (1, 1))])
+@pytest.mark.parametrize("bad", [nan, math.inf, -math.inf])
+def test_gae_names_the_non_finite_input(impl, name, index, bad):
+    args = gae_args(dones=torch.zeros(4, 3))
+    args[name][index] = bad
+    where = ", ".join(map(str, index))
+    with pytest.raises(ValueError, match=rf"{name}\[{where}\] is not finite"):
+        ops.gae(**args)
+
+
+def test_gae_overflow_is_reported(impl):
+    args = gae_args(T=3, N=1, rewards=torch.full((3, 1), 3e38), gamma=1.0, lam=1.0)
+    with pytest.raises(ValueError, match="overflowed"):
+        ops.gae(**args)
+
+
+def vlm_args(**override):
+    args = dict(image_embeds=torch.randn(5, 8), goal=torch.randn(8), baseline=torch.randn(8), alpha=0.5)
+    args.update(override)
+    return args
+
+
+VLM_CASES = [
+    (dict(image_embeds=torch.randn(5, 8, 1)), ValueError, r"image_embeds must be \[B, D\]"),
+    (dict(image_embeds=torch.randn(5, 0), goal=torch.randn(0), baseline=torch.randn(0)),
+     ValueError, "D must be > 0"),
+    (dict(image_embeds=torch.randn(5, 8).half()), TypeError, "float32 or float64"),
+    (dict(goal=torch.randn(7)), ValueError, r"goal must be \[D\] = \[8\]"),
+    (dict(baseline=torch.randn(2, 8)), ValueError, r"baseline must be \[D\] = \[8\]"),
+    (dict(goal=torch.randn(8, dtype=torch.float64)), TypeError, "must share one dtype"),
+    (dict(alpha=1.01), ValueError, r"alpha must be in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("override,exc,match", VLM_CASES)
+def test_vlm_rm_rejects(impl, override, exc, match):
+    with pytest.raises(exc, match=match):
+        ops.vlm_rm_reward(**vlm_args(**override))
+
+
+def test_vlm_rm_identical_goal_and_baseline(impl):
+    goal = torch.randn(8)
+    with pytest.raises(ValueError, match="goal and baseline are identical"):
+        ops.vlm_rm_reward(**vlm_args(goal=goal, baseline=goal.clone()))
+    # alpha = 0 never uses the direction, so it is fine.
+    assert ops.vlm_rm_reward(**vlm_args(goal=goal, baseline=goal.clone(), alpha=0.0)).shape == (5,)
+
+
+@pytest.mark.parametrize("name,index", [("image_embeds", (3, 2)), ("goal", (5,)), ("baseline", (0,))])
+def test_vlm_rm_names_the_non_finite_input(impl, name, index):
+    args = vlm_args()
+    args[name][index] = nan
+    where = ", ".join(map(str, index))
+    with pytest.raises(ValueError, match=rf"{name}\[{where}\] is not finite"):
+        ops.vlm_rm_reward(**args)
+
+
+def norm_args(**override):
+    args = dict(x=torch.randn(6, 3), mean=torch.zeros(3, dtype=torch.float64), var=torch.ones(3, dtype=torch.float64),
+                count=torch.tensor(1e-4, dtype=torch.float64))
+    args.update(override)
+    return args
+
+
+NORM_CASES = [
+    (dict(x=torch.randn(0, 3)), ValueError, "B >= 1"),
+    (dict(x=torch.randn(6, 3).long()), TypeError, "x must be float32 or float64"),
+    (dict(mean=torch.zeros(4, dtype=torch.float64)), ValueError, "feature shape"),
+    (dict(var=torch.ones(3, dtype=torch.float32)), TypeError, "one dtype"),
+    (dict(count=torch.tensor([1.0], dtype=torch.float64)), ValueError, "count must be a 0-dim"),
+    (dict(count=torch.tensor(1.0)), TypeError, "count must be float64"),
+    (dict(eps=0.0), ValueError, "eps must be > 0"),
+    (dict(clip=0.0), ValueError, "clip must be > 0"),
+]
+
+
+@pytest.mark.parametrize("override,exc,match", NORM_CASES)
+def test_running_normalize_rejects(impl, override, exc, match):
+    with pytest.raises(exc, match=match):
+        ops.running_normalize(**norm_args(**override))
+
+
+@pytest.mark.parametrize("update", [True, False])
+@pytest.mark.parametrize("bad", [nan, math.inf])
+def test_running_normalize_non_finite_batch_leaves_statistics_untouched(impl, update, bad):
+    args = norm_args(x=torch.randn(6, 3))
+    args["x"][4, 1] = bad
+    before = [args[k].clone() for k in ("mean", "var", "count")]
+    with pytest.raises(ValueError, match=r"x\[4, 1\] is not finite"):
+        ops.running_normalize(**args, update=update)
+    for k, b in zip(("mean", "var", "count"), before):
+        assert torch.equal(args[k], b)
+
+
+def test_fallback_warns_once(monkeypatch):
+    monkeypatch.setattr(ops, "_C", None)
+    monkeypatch.setattr(ops, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="not built"):
+        ops.gae(**gae_args())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ops.gae(**gae_args())
+        ops.vlm_rm_reward(**vlm_args())
+    assert ops.backends() == ["reference"]
