@@ -1,5 +1,6 @@
 #include "embodied/checks.h"
 
+#include <ATen/MemoryOverlap.h>
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/logical_not.h>
 #include <ATen/ops/nonzero.h>
@@ -58,6 +59,31 @@ void check_gae_inputs(const at::Tensor& rewards, const at::Tensor& values, const
   check_same_device(op, rewards, "rewards", next_value, "next_value");
   check_unit_interval(op, "gamma", gamma);
   check_unit_interval(op, "lam", lam);
+}
+
+void check_gae_outputs(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones,
+                       const at::Tensor& next_value, const at::Tensor& advantages,
+                       const at::Tensor& returns) {
+  constexpr const char* op = "embodied.ops.gae";
+  for (const auto& [name, out] : {NamedTensor{"advantages", &advantages}, NamedTensor{"returns", &returns}}) {
+    TORCH_CHECK_VALUE(out->sizes() == rewards.sizes(), op, ": out ", name,
+                      " must have the shape of rewards ", rewards.sizes(), ", got ", out->sizes());
+    TORCH_CHECK_TYPE(out->scalar_type() == rewards.scalar_type(), op, ": out ", name,
+                     " must have the dtype of rewards (", rewards.scalar_type(), "), got ",
+                     out->scalar_type());
+    check_same_device(op, rewards, "rewards", *out, name);
+    TORCH_CHECK_VALUE(out->is_contiguous(), op, ": out ", name,
+                      " must be contiguous; pass a .contiguous() buffer or omit out=");
+    for (const auto& [in_name, in] :
+         {NamedTensor{"rewards", &rewards}, NamedTensor{"values", &values},
+          NamedTensor{"dones", &dones}, NamedTensor{"next_value", &next_value}}) {
+      TORCH_CHECK_VALUE(at::get_overlap_status(*out, *in) == at::MemOverlapStatus::No, op,
+                        ": out ", name, " shares memory with ", in_name,
+                        "; the op cannot work in place, pass separate buffers");
+    }
+  }
+  TORCH_CHECK_VALUE(at::get_overlap_status(advantages, returns) == at::MemOverlapStatus::No, op,
+                    ": out advantages and returns share memory; pass separate buffers");
 }
 
 void check_vlm_rm_inputs(const at::Tensor& image_embeds, const at::Tensor& goal,

@@ -6,6 +6,11 @@ TORCH_LIBRARY(embodied, m) {
   m.def(
       "gae(Tensor rewards, Tensor values, Tensor dones, Tensor next_value, float gamma, "
       "float lam) -> (Tensor advantages, Tensor returns)");
+  // Writes into preallocated buffers (a rollout storage's), saving the allocation and
+  // first-touch page faults of two [T, N] outputs per call.
+  m.def(
+      "gae_into(Tensor rewards, Tensor values, Tensor dones, Tensor next_value, float gamma, "
+      "float lam, Tensor(a!) advantages, Tensor(b!) returns) -> ()");
   m.def("vlm_rm_reward(Tensor image_embeds, Tensor goal, Tensor baseline, float alpha) -> Tensor");
   m.def(
       "running_normalize(Tensor x, Tensor(a!) mean, Tensor(b!) var, Tensor(c!) count, "

@@ -4,7 +4,7 @@
 // scans the maps across the block, and replays each segment from its carry-in.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -104,18 +104,16 @@ __global__ void gae_time_scan_kernel(GaeArgs<S, D> a) {
   if (tid == 0 && !isfinite(first)) *a.nonfinite = 1;
 }
 
-std::tuple<at::Tensor, at::Tensor> gae_cuda(const at::Tensor& rewards_in, const at::Tensor& values_in,
-                                            const at::Tensor& dones_in,
-                                            const at::Tensor& next_value_in, double gamma,
-                                            double lam) {
+void gae_into_cuda(const at::Tensor& rewards_in, const at::Tensor& values_in,
+                   const at::Tensor& dones_in, const at::Tensor& next_value_in, double gamma,
+                   double lam, at::Tensor& advantages, at::Tensor& returns) {
   check_gae_inputs(rewards_in, values_in, dones_in, next_value_in, gamma, lam);
+  check_gae_outputs(rewards_in, values_in, dones_in, next_value_in, advantages, returns);
   const c10::cuda::CUDAGuard guard(rewards_in.device());
   const at::Tensor rewards = rewards_in.contiguous();
   const at::Tensor values = values_in.contiguous();
   const at::Tensor dones = dones_in.contiguous();
   const at::Tensor next_value = next_value_in.contiguous();
-  at::Tensor advantages = at::empty_like(rewards);
-  at::Tensor returns = at::empty_like(rewards);
   at::Tensor nonfinite = at::zeros({1}, rewards.options().dtype(at::kInt));
   const int64_t T = rewards.size(0), N = rewards.size(1);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -126,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor> gae_cuda(const at::Tensor& rewards_in, const 
     auto launch = [&](auto done_tag) {
       using D = decltype(done_tag);
       GaeArgs<S, D> a{rewards.const_data_ptr<S>(), values.const_data_ptr<S>(),
-                      dones.const_data_ptr<D>(),   next_value.const_data_ptr<S>(),
+                      static_cast<const D*>(dones.const_data_ptr()),   next_value.const_data_ptr<S>(),
                       advantages.mutable_data_ptr<S>(), returns.mutable_data_ptr<S>(),
                       nonfinite.mutable_data_ptr<int>(), T, N,
                       static_cast<S>(gamma), static_cast<S>(lam)};
@@ -139,7 +137,7 @@ std::tuple<at::Tensor, at::Tensor> gae_cuda(const at::Tensor& rewards_in, const 
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
     switch (dones.scalar_type()) {
-      case at::kBool: launch(bool{}); break;
+      case at::kBool:  // stored as 0/1 bytes
       case at::kByte: launch(uint8_t{}); break;
       case at::kFloat: launch(float{}); break;
       default: launch(double{}); break;
@@ -152,11 +150,22 @@ std::tuple<at::Tensor, at::Tensor> gae_cuda(const at::Tensor& rewards_in, const 
                      {"next_value", &next_value_in}},
                     "the discounted sum overflowed; scale the rewards down");
   }
+}
+
+std::tuple<at::Tensor, at::Tensor> gae_cuda(const at::Tensor& rewards, const at::Tensor& values,
+                                            const at::Tensor& dones, const at::Tensor& next_value,
+                                            double gamma, double lam) {
+  at::Tensor advantages = at::empty(rewards.sizes(), rewards.options());
+  at::Tensor returns = at::empty(rewards.sizes(), rewards.options());
+  gae_into_cuda(rewards, values, dones, next_value, gamma, lam, advantages, returns);
   return {advantages, returns};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(embodied, CUDA, m) { m.impl("gae", &gae_cuda); }
+TORCH_LIBRARY_IMPL(embodied, CUDA, m) {
+  m.impl("gae", &gae_cuda);
+  m.impl("gae_into", &gae_into_cuda);
+}
 
 }  // namespace embodied

@@ -49,7 +49,8 @@ def backends() -> list[str]:
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
-        gamma: float = 0.99, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+        gamma: float = 0.99, lam: float = 0.95,
+        out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over a time-major rollout.
 
     Args:
@@ -58,9 +59,12 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_v
             at step t, so nothing bootstraps or accumulates across it.
         next_value: [N], the value of the observation after step T-1.
         gamma, lam: discount and GAE lambda, each in [0, 1].
+        out: optional preallocated contiguous (advantages, returns) buffers to write
+            into, e.g. a rollout storage's; they may not share memory with the inputs.
 
     Returns:
-        (advantages, returns), each [T, N] with returns = advantages + values.
+        (advantages, returns), each [T, N] with returns = advantages + values
+        (the `out` buffers when given).
 
     Time-limit truncation: mark a truncated step done, and add gamma * V(final_obs)
     to its reward with `bootstrap_truncated` first (the SB3 / Isaac Lab convention,
@@ -69,14 +73,23 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_v
     Raises ValueError naming the first non-finite input element if any is NaN/Inf.
     """
     if _compiled():
-        return torch.ops.embodied.gae(rewards, values, dones, next_value, gamma, lam)
+        if out is None:
+            return torch.ops.embodied.gae(rewards, values, dones, next_value, gamma, lam)
+        torch.ops.embodied.gae_into(rewards, values, dones, next_value, gamma, lam, *out)
+        return out
     validate.gae_inputs(rewards, values, dones, next_value, gamma, lam)
+    if out is not None:
+        validate.gae_outputs(rewards, values, dones, next_value, *out)
     advantages, returns = reference.gae(rewards, values, dones, next_value, gamma, lam)
     if not torch.isfinite(advantages[0]).all():
         validate.raise_nonfinite(
             "embodied.ops.gae",
             {"rewards": rewards, "values": values, "dones": dones, "next_value": next_value},
             "the discounted sum overflowed; scale the rewards down")
+    if out is not None:
+        out[0].copy_(advantages)
+        out[1].copy_(returns)
+        return out
     return advantages, returns
 
 

@@ -14,6 +14,12 @@ def _gae_fake(rewards, values, dones, next_value, gamma, lam):
         torch.empty_like(rewards, memory_format=torch.contiguous_format)
 
 
+@torch.library.register_fake("embodied::gae_into")
+def _gae_into_fake(rewards, values, dones, next_value, gamma, lam, advantages, returns):
+    validate.gae_inputs(rewards, values, dones, next_value, gamma, lam)
+    validate.gae_outputs(rewards, values, dones, next_value, advantages, returns, check_overlap=False)
+
+
 @torch.library.register_fake("embodied::vlm_rm_reward")
 def _vlm_rm_reward_fake(image_embeds, goal, baseline, alpha):
     validate.vlm_rm_inputs(image_embeds, goal, baseline, alpha)

@@ -54,6 +54,39 @@ def gae_inputs(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
     _unit_interval(op, "lam", lam)
 
 
+def gae_outputs(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor,
+                next_value: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor,
+                check_overlap: bool = True) -> None:
+    """check_overlap=False where tensors have no real memory (fake tensors while tracing)."""
+    op = "embodied.ops.gae"
+    inputs = {"rewards": rewards, "values": values, "dones": dones, "next_value": next_value}
+    for name, out in (("advantages", advantages), ("returns", returns)):
+        if out.shape != rewards.shape:
+            raise ValueError(f"{op}: out {name} must have the shape of rewards {list(rewards.shape)}, "
+                             f"got {list(out.shape)}")
+        if out.dtype != rewards.dtype:
+            raise TypeError(f"{op}: out {name} must have the dtype of rewards ({rewards.dtype}), "
+                            f"got {out.dtype}")
+        _same_device(op, rewards, "rewards", out, name)
+        if not out.is_contiguous():
+            raise ValueError(f"{op}: out {name} must be contiguous; pass a .contiguous() buffer or omit out=")
+        for in_name, t in inputs.items():
+            if check_overlap and _overlap(out, t):
+                raise ValueError(f"{op}: out {name} shares memory with {in_name}; the op cannot work "
+                                 "in place, pass separate buffers")
+    if check_overlap and _overlap(advantages, returns):
+        raise ValueError(f"{op}: out advantages and returns share memory; pass separate buffers")
+
+
+def _overlap(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+        return False
+    a_start, b_start = a.data_ptr(), b.data_ptr()
+    a_end = a_start + a.numel() * a.element_size()
+    b_end = b_start + b.numel() * b.element_size()
+    return a_start < b_end and b_start < a_end
+
+
 def vlm_rm_inputs(image_embeds: torch.Tensor, goal: torch.Tensor, baseline: torch.Tensor,
                   alpha: float) -> None:
     op = "embodied.ops.vlm_rm_reward"

@@ -31,7 +31,7 @@ def test_ops_are_registered_for_the_compiled_backends():
     assert "cpu" in ops.backends()
     for backend in ops.backends():
         key = backend.upper()
-        for op in ("gae", "vlm_rm_reward", "running_normalize"):
+        for op in ("gae", "gae_into", "vlm_rm_reward", "running_normalize"):
             assert torch._C._dispatch_has_kernel_for_dispatch_key(f"embodied::{op}", key), (op, key)
 
 

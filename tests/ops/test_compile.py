@@ -35,6 +35,22 @@ def test_fullgraph_compile_matches_eager():
     assert compiled_in[-1].item() == 6 + 1e-4
 
 
+def test_fullgraph_compile_writes_into_buffers():
+    torch._dynamo.reset()
+
+    def f(r, v, d, nv, adv, ret):
+        ops.gae(r, v, d, nv, 0.9, 0.8, out=(adv, ret))
+        return adv.sum()
+
+    r, v, d, nv = inputs()[:4]
+    adv, ret = torch.zeros_like(r), torch.zeros_like(r)
+    total = torch.compile(f, fullgraph=True)(r, v, d, nv, adv, ret)
+    want = reference.gae(r, v, d, nv, 0.9, 0.8)
+    torch.testing.assert_close(adv, want[0])
+    torch.testing.assert_close(ret, want[1])
+    torch.testing.assert_close(total, want[0].sum())
+
+
 def test_fullgraph_compile_with_dynamic_shapes():
     torch._dynamo.reset()
     f = torch.compile(lambda r, v, d, nv: ops.gae(r, v, d, nv, 0.9, 0.8)[0], fullgraph=True, dynamic=True)

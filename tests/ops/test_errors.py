@@ -154,3 +154,21 @@ def test_fallback_warns_once(monkeypatch):
         ops.gae(**gae_args())
         ops.vlm_rm_reward(**vlm_args())
     assert ops.backends() == ["reference"]
+
+
+def test_gae_out_buffers_are_checked(impl):
+    base = gae_args()
+    rewards = base["rewards"]
+    good = lambda: torch.empty(4, 3)  # noqa: E731
+    cases = [
+        ((torch.empty(4, 2), good()), ValueError, "out advantages must have the shape of rewards"),
+        ((good(), torch.empty(4, 3, dtype=torch.float64)), TypeError, "out returns must have the dtype"),
+        ((torch.empty(3, 4).t(), good()), ValueError, "out advantages must be contiguous"),
+        ((rewards, good()), ValueError, "out advantages shares memory with rewards"),
+        ((good(), base["values"]), ValueError, "out returns shares memory with values"),
+    ]
+    shared = torch.empty(4, 3)
+    cases.append(((shared, shared), ValueError, "share memory"))
+    for out, exc, match in cases:
+        with pytest.raises(exc, match=match):
+            ops.gae(**base, out=out)

@@ -153,3 +153,18 @@ def test_matches_on_device(device):
             for g, w in zip(got, want):
                 assert g.device.type == device
                 torch.testing.assert_close(g.cpu().double(), w, rtol=1e-4, atol=1e-3)
+
+
+def test_out_buffers_are_filled_and_returned():
+    inputs = rollout(33, 9, torch.float32, torch.bool, 0.1, seed=9)
+    adv_buf, ret_buf = torch.full((33, 9), 7.0), torch.full((33, 9), 7.0)
+    adv, ret = ops.gae(*inputs, 0.99, 0.95, out=(adv_buf, ret_buf))
+    assert adv is adv_buf and ret is ret_buf
+    want = ops.gae(*inputs, 0.99, 0.95)
+    assert torch.equal(adv, want[0]) and torch.equal(ret, want[1])
+
+
+def test_opcheck_out_variant():
+    r, v, d, nv = rollout(12, 4)
+    torch.library.opcheck(torch.ops.embodied.gae_into.default,
+                          (r, v, d, nv, 0.99, 0.95, torch.empty(12, 4), torch.empty(12, 4)))

@@ -53,12 +53,15 @@ def test_alpha_one_only_sees_the_goal_baseline_direction():
     assert abs(r0[0] - r0[1]) > 1e-3
 
 
-def test_goal_image_scores_highest():
+def test_goal_image_scores_above_baseline_image():
     _, goal, baseline = embeds(1, 128, seed=3)
-    x = torch.stack([goal, baseline, -goal, torch.randn(128, dtype=torch.float64)])
+    other = torch.randn(128, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = torch.stack([goal, baseline, -goal, other])
     for alpha in (0.0, 0.5, 1.0):
         r = ops.vlm_rm_reward(x, goal, baseline, alpha)
-        assert r.argmax() == 0 and r[0] > r[1], (alpha, r)
+        assert r[0] > r[1], (alpha, r)
+        if alpha < 1:  # at alpha = 1 only the goal-baseline direction counts
+            assert r.argmax() == 0, (alpha, r)
 
 
 def test_zero_embedding_is_finite():

@@ -16,6 +16,12 @@ using NamedTensor = std::pair<const char*, const at::Tensor*>;
 void check_gae_inputs(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones,
                       const at::Tensor& next_value, double gamma, double lam);
 
+// The out= buffers: contiguous, shaped and typed like rewards, on its device, and
+// sharing no memory with any input or with each other.
+void check_gae_outputs(const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& dones,
+                       const at::Tensor& next_value, const at::Tensor& advantages,
+                       const at::Tensor& returns);
+
 void check_vlm_rm_inputs(const at::Tensor& image_embeds, const at::Tensor& goal,
                          const at::Tensor& baseline, double alpha);
 
