@@ -105,13 +105,11 @@ def bench_running_norm(device: str, shapes, min_time: float):
     for B, F in shapes:
         x = torch.randn(B, F, device=device) * 3 + 1
 
-        def fresh():
-            return (torch.zeros(F, dtype=torch.float64, device=device),
-                    torch.ones(F, dtype=torch.float64, device=device),
-                    torch.tensor(1e-4, dtype=torch.float64, device=device))
-        s_ref, s_op = fresh(), fresh()
-        t_ref = time_fn(lambda: reference.running_normalize(x, *s_ref, True, True, 1e-8, 10.0), device, min_time)
-        t_op = time_fn(lambda: ops.running_normalize(x, *s_op), device, min_time)
+        mean, var = torch.zeros(F, dtype=torch.float64, device=device), torch.ones(F, dtype=torch.float64, device=device)
+        count = torch.tensor(1e-4, dtype=torch.float64, device=device)
+        t_ref = time_fn(lambda: reference.running_normalize(x, mean.clone(), var.clone(), count.clone(),
+                                                            True, True, 1e-8, 10.0), device, min_time)
+        t_op = time_fn(lambda: ops.running_normalize(x, mean.clone(), var.clone(), count.clone()), device, min_time)
         rec = dict(B=B, F=F, torch_s=t_ref, op_s=t_op, speedup=t_ref / t_op)
         records.append(rec)
         rows.append([f"({B}, {F})", t_ref * 1e3, t_op * 1e3, rec["speedup"]])

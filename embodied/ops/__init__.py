@@ -9,18 +9,19 @@ pure-PyTorch versions in embodied.ops.reference.
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
 
 import torch
 
 from embodied.ops import reference, validate
 
+_C: ModuleType | None
+_IMPORT_ERROR: ImportError | None = None
 try:
     from embodied import _C  # registers torch.ops.embodied.*
 except ImportError as exc:  # a source checkout that was never built
-    _C = None
-    _IMPORT_ERROR: ImportError | None = exc
+    _C, _IMPORT_ERROR = None, exc
 else:
-    _IMPORT_ERROR = None
     from embodied.ops import _fake  # noqa: F401  (registers the fake kernels)
 
 __all__ = [
@@ -183,6 +184,10 @@ class RunningNormalizer(torch.nn.Module):
     In training mode each call merges the batch into the statistics before normalising;
     in eval mode the statistics are frozen.
     """
+
+    mean: torch.Tensor
+    var: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, shape: tuple[int, ...] | int = (), *, center: bool = True,
                  eps: float = 1e-8, clip: float = 10.0, initial_count: float = 1e-4,
