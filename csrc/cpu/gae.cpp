@@ -16,14 +16,7 @@
 
 #include "embodied/checks.h"
 #include "embodied/gae.h"
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#define EMBODIED_X86_MULTIVERSION 1
-#define EMBODIED_ALWAYS_INLINE [[gnu::always_inline]] inline
-#else
-#define EMBODIED_X86_MULTIVERSION 0
-#define EMBODIED_ALWAYS_INLINE inline
-#endif
+#include "multiversion.h"
 
 namespace embodied {
 namespace {
@@ -62,23 +55,19 @@ EMBODIED_ALWAYS_INLINE void step_row_body(const S* __restrict__ r, const S* __re
 }
 
 #if EMBODIED_X86_MULTIVERSION
-// The same loop built for AVX2: the package is compiled for baseline x86-64 (SSE2) so
-// it runs anywhere, and the wider vectors are picked at run time where the CPU has them.
 template <typename S, typename D>
-[[gnu::target("avx2,fma")]] void step_row_avx2(const S* r, const S* v, const D* d, S* adv,
+EMBODIED_TARGET_AVX2 void step_row_avx2(const S* r, const S* v, const D* d, S* adv,
                                                 S* next_v, S* out_adv, S* out_ret, int64_t width,
                                                 S gamma, S lam) {
   step_row_body(r, v, d, adv, next_v, out_adv, out_ret, width, gamma, lam);
 }
-
-const bool kHasAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
 
 template <typename S, typename D>
 void step_row(const S* r, const S* v, const D* d, S* adv, S* next_v, S* out_adv, S* out_ret,
               int64_t width, S gamma, S lam) {
 #if EMBODIED_X86_MULTIVERSION
-  if (kHasAvx2) return step_row_avx2(r, v, d, adv, next_v, out_adv, out_ret, width, gamma, lam);
+  if (cpu_has_avx2()) return step_row_avx2(r, v, d, adv, next_v, out_adv, out_ret, width, gamma, lam);
 #endif
   step_row_body(r, v, d, adv, next_v, out_adv, out_ret, width, gamma, lam);
 }

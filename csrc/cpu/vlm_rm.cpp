@@ -11,6 +11,7 @@
 
 #include "embodied/checks.h"
 #include "embodied/vlm_rm.h"
+#include "multiversion.h"
 
 namespace embodied {
 namespace {
@@ -18,10 +19,12 @@ namespace {
 constexpr double kNormEps = 1e-12;  // torch.nn.functional.normalize's default
 constexpr const char* kOp = "embodied.ops.vlm_rm_reward";
 
-// Three dot products of a with b, c, and itself, accumulated in double. The
-// simd pragma licenses reordering the sums, which lets them vectorise.
+// Three dot products of a with itself, b and c, accumulated in double. The simd
+// pragma licenses reordering the sums, which lets them vectorise.
 template <typename S>
-void dots(const S* a, const S* b, const S* c, int64_t n, double& aa, double& ab, double& ac) {
+EMBODIED_ALWAYS_INLINE void dots_body(const S* __restrict__ a, const S* __restrict__ b,
+                                      const S* __restrict__ c, int64_t n, double& aa, double& ab,
+                                      double& ac) {
   double saa = 0, sab = 0, sac = 0;
 #pragma omp simd reduction(+ : saa, sab, sac)
   for (int64_t i = 0; i < n; ++i) {
@@ -33,6 +36,22 @@ void dots(const S* a, const S* b, const S* c, int64_t n, double& aa, double& ab,
   aa = saa;
   ab = sab;
   ac = sac;
+}
+
+#if EMBODIED_X86_MULTIVERSION
+template <typename S>
+EMBODIED_TARGET_AVX2 void dots_avx2(const S* a, const S* b, const S* c, int64_t n, double& aa,
+                                    double& ab, double& ac) {
+  dots_body(a, b, c, n, aa, ab, ac);
+}
+#endif
+
+template <typename S>
+void dots(const S* a, const S* b, const S* c, int64_t n, double& aa, double& ab, double& ac) {
+#if EMBODIED_X86_MULTIVERSION
+  if (cpu_has_avx2()) return dots_avx2(a, b, c, n, aa, ab, ac);
+#endif
+  dots_body(a, b, c, n, aa, ab, ac);
 }
 
 at::Tensor vlm_rm_reward_cpu(const at::Tensor& image_embeds_in, const at::Tensor& goal_in,

@@ -2,7 +2,8 @@
 //   1. partial per-feature moments over row chunks (Welford per thread, Chan merge per block);
 //   2. one thread per feature merges the chunks and the running statistics;
 //   3. elementwise normalisation, which also commits the merged statistics.
-// The host checks the batch between 2 and 3, so a bad batch never reaches the statistics.
+// A non-finite batch, flagged by 2, stops 3 from committing, so it never reaches the
+// statistics; the host reads both flags once, at the end.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -62,7 +63,7 @@ __global__ void chunk_moments_kernel(const S* __restrict__ x, double* __restrict
 template <typename M>
 __global__ void merge_kernel(const double* __restrict__ partial, const M* __restrict__ mean,
                              const M* __restrict__ var, const double* __restrict__ count,
-                             double* __restrict__ merged, int* __restrict__ nonfinite, int64_t F,
+                             double* __restrict__ merged, int* __restrict__ batch_bad, int64_t F,
                              int64_t chunks) {
   const int64_t f = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (f >= F) return;
@@ -71,7 +72,7 @@ __global__ void merge_kernel(const double* __restrict__ partial, const M* __rest
     const double* p = partial + (c * F + f) * 3;
     batch = chan_merge(batch, Moments<double>{p[0], p[1], p[2]});
   }
-  if (!isfinite(batch.mean) || !isfinite(batch.m2)) *nonfinite = 1;
+  if (!isfinite(batch.mean) || !isfinite(batch.m2)) *batch_bad = 1;
   const double n = *count;
   const Moments<double> all = chan_merge(
       Moments<double>{n, static_cast<double>(mean[f]), static_cast<double>(var[f]) * n}, batch);
@@ -79,24 +80,25 @@ __global__ void merge_kernel(const double* __restrict__ partial, const M* __rest
   merged[f * 2 + 1] = all.m2 / all.count;
 }
 
-// y = normalize(x) with statistics `stats` (stride 2: mean, var as double) or the
-// running ones. When committing, row 0's threads write the merged statistics back.
+// y = normalize(x) with the merged statistics (stride 2: mean, var as double; rounded
+// to M as the CPU path stores them) or the running ones. When committing, and the batch
+// was finite, row 0's threads write the merged statistics back.
 template <typename S, typename M>
 __global__ void normalize_kernel(const S* __restrict__ x, S* __restrict__ y, const M* mean,
                                  const M* var, const double* __restrict__ merged, M* commit_mean,
                                  M* commit_var, double* commit_count, double batch_rows,
-                                 int* __restrict__ nonfinite, int64_t total, int64_t F,
+                                 const int* batch_bad, int* output_bad, int64_t total, int64_t F,
                                  bool center, double eps, double clip) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t f = i % F;
-    const double m = merged ? merged[f * 2] : static_cast<double>(mean[f]);
-    const double v = merged ? merged[f * 2 + 1] : static_cast<double>(var[f]);
+    const double m = static_cast<M>(merged ? merged[f * 2] : mean[f]);
+    const double v = static_cast<M>(merged ? merged[f * 2 + 1] : var[f]);
     const double xi = x[i];
     const double yi = normalize_value<double>(xi, m, v, center, eps, clip);
     y[i] = static_cast<S>(yi);
-    if (!isfinite(xi) || isnan(yi)) *nonfinite = 1;
-    if (commit_mean && i < F) {
+    if (!isfinite(xi) || isnan(yi)) *output_bad = 1;
+    if (commit_mean && i < F && *batch_bad == 0) {
       commit_mean[f] = static_cast<M>(m);
       commit_var[f] = static_cast<M>(v);
       if (i == 0) *commit_count += batch_rows;
@@ -115,14 +117,13 @@ at::Tensor running_normalize_cuda(const at::Tensor& x_in, const at::Tensor& mean
   const int64_t F = x.numel() / B;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const auto dbl = x.options().dtype(at::kDouble);
-  at::Tensor nonfinite = at::zeros({1}, x.options().dtype(at::kInt));
+  if (x.numel() == 0) {  // zero features: nothing to launch
+    if (update) count_t.add_(static_cast<double>(B));
+    return y;
+  }
+  at::Tensor flags = at::zeros({2}, x.options().dtype(at::kInt));  // batch_bad, output_bad
+  int* batch_bad = flags.mutable_data_ptr<int>();
   at::Tensor merged;
-
-  auto check = [&](const char* when) {
-    if (nonfinite.cpu().const_data_ptr<int>()[0] != 0) {
-      throw_nonfinite(kOp, {{"x", &x_in}, {"mean", &mean_t}, {"var", &var_t}}, when);
-    }
-  };
 
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "embodied_running_normalize_cuda", [&] {
     using S = scalar_t;
@@ -141,24 +142,30 @@ at::Tensor running_normalize_cuda(const at::Tensor& x_in, const at::Tensor& mean
         merge_kernel<M><<<static_cast<unsigned>((F + kThreads - 1) / kThreads), kThreads, 0,
                           stream>>>(partial.const_data_ptr<double>(), mean_t.const_data_ptr<M>(),
                                     var_t.const_data_ptr<M>(), count_t.const_data_ptr<double>(),
-                                    merged.mutable_data_ptr<double>(),
-                                    nonfinite.mutable_data_ptr<int>(), F, chunks);
+                                    merged.mutable_data_ptr<double>(), batch_bad, F, chunks);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        check("x is so large that its variance overflowed");
       }
       const int64_t total = B * F;
-      const auto blocks = static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
+      const auto blocks =
+          static_cast<unsigned>(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
       normalize_kernel<S, M><<<blocks, kThreads, 0, stream>>>(
           x.const_data_ptr<S>(), y.mutable_data_ptr<S>(), mean_t.const_data_ptr<M>(),
           var_t.const_data_ptr<M>(), update ? merged.const_data_ptr<double>() : nullptr,
           update ? mean_t.mutable_data_ptr<M>() : nullptr,
           update ? var_t.mutable_data_ptr<M>() : nullptr,
           update ? count_t.mutable_data_ptr<double>() : nullptr, static_cast<double>(B),
-          nonfinite.mutable_data_ptr<int>(), total, F, center, eps, clip);
+          batch_bad, batch_bad + 1, total, F, center, eps, clip);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  if (!update) check("the variance is negative; the running statistics were corrupted");
+  // One small device-to-host copy: the price of rejecting NaN/Inf inputs.
+  const at::Tensor host = flags.cpu();
+  const int* bad = host.const_data_ptr<int>();
+  if (bad[0] != 0 || bad[1] != 0) {
+    throw_nonfinite(kOp, {{"x", &x_in}, {"mean", &mean_t}, {"var", &var_t}},
+                    bad[0] != 0 ? "x is so large that its variance overflowed"
+                                : "the variance is negative; the running statistics were corrupted");
+  }
   return y;
 }
 

@@ -66,7 +66,7 @@ template <typename S>
 __global__ void vlm_rm_kernel(const S* __restrict__ x, const S* __restrict__ goal,
                               const S* __restrict__ direction, double* __restrict__ work,
                               S* __restrict__ out, int64_t B, int64_t D, double alpha) {
-  using A = S;  // float rows accumulate in float: 32 lanes keep each partial sum short
+  using A = double;  // as the CPU path: no overflow of |x|^2 for large float embeddings
   const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (row >= B) return;
@@ -82,8 +82,8 @@ __global__ void vlm_rm_kernel(const S* __restrict__ x, const S* __restrict__ goa
   xg = warp_sum(xg);
   xd = warp_sum(xd);
   if (lane == 0) {
-    const A r = vlm_rm_from_dots<A>(xx, xg, xd, static_cast<A>(work[kGG]), static_cast<A>(work[kGD]),
-                                    static_cast<A>(work[kDD]), static_cast<A>(alpha), A(1e-12));
+    const S r = static_cast<S>(
+        vlm_rm_from_dots<A>(xx, xg, xd, work[kGG], work[kGD], work[kDD], alpha, A(1e-12)));
     out[row] = r;
     if (!isfinite(r)) work[kBad] = 1.0;
   }
@@ -107,6 +107,7 @@ at::Tensor vlm_rm_reward_cuda(const at::Tensor& image_embeds_in, const at::Tenso
         goal.const_data_ptr<scalar_t>(), baseline.const_data_ptr<scalar_t>(),
         direction.mutable_data_ptr<scalar_t>(), work.mutable_data_ptr<double>(), D);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (B == 0) return;  // still validated goal and baseline above
     const auto blocks = static_cast<unsigned>((B + kRowsPerBlock - 1) / kRowsPerBlock);
     vlm_rm_kernel<scalar_t><<<blocks, kRowsPerBlock * kWarp, 0, stream>>>(
         x.const_data_ptr<scalar_t>(), goal.const_data_ptr<scalar_t>(),

@@ -174,7 +174,11 @@ def running_normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, co
     validate.running_norm_inputs(x, mean, var, count, eps, clip)
     if not torch.isfinite(x).all():
         validate.raise_nonfinite("embodied.ops.running_normalize", {"x": x}, "")
-    return reference.running_normalize(x, mean, var, count, update, center, eps, clip)
+    y = reference.running_normalize(x, mean, var, count, update, center, eps, clip)
+    if torch.isnan(y).any():
+        validate.raise_nonfinite("embodied.ops.running_normalize", {"x": x, "mean": mean, "var": var},
+                                 "the variance is negative; the running statistics were corrupted")
+    return y
 
 
 class RunningNormalizer(torch.nn.Module):

@@ -172,3 +172,10 @@ def test_gae_out_buffers_are_checked(impl):
     for out, exc, match in cases:
         with pytest.raises(exc, match=match):
             ops.gae(**base, out=out)
+
+
+@pytest.mark.parametrize("update", [True, False])
+def test_running_normalize_corrupted_statistics_raise(impl, update):
+    args = norm_args(var=torch.full((3,), -1.0, dtype=torch.float64), count=torch.tensor(100.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="variance is negative|not finite"):
+        ops.running_normalize(**args, update=update)

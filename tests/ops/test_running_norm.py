@@ -104,3 +104,9 @@ def test_matches_on_device(device):
             torch.testing.assert_close(y.cpu(), want, rtol=1e-5, atol=1e-5)
             for a, b in zip(mine, theirs):
                 torch.testing.assert_close(a.cpu(), b, rtol=1e-9, atol=1e-9)
+
+
+def test_zero_features_only_count_moves(device):
+    mean, var, count = stats((0,), device=device)
+    y = ops.running_normalize(torch.empty(5, 0, device=device), mean, var, count)
+    assert y.shape == (5, 0) and count.item() == pytest.approx(5 + 1e-4)

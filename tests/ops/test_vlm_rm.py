@@ -89,3 +89,10 @@ def test_matches_on_device(device):
         want = reference.vlm_rm_reward(x.double(), goal.double(), baseline.double(), alpha)
         assert got.device.type == device
         torch.testing.assert_close(got.cpu().double(), want, rtol=0, atol=1e-5)
+
+
+def test_empty_batch(device):
+    _, goal, baseline = embeds(1, 16, seed=8)
+    r = ops.vlm_rm_reward(torch.empty(0, 16, dtype=torch.float64, device=device), goal.to(device),
+                          baseline.to(device), 0.5)
+    assert r.shape == (0,) and r.device.type == device

@@ -30,7 +30,11 @@ EMBODIED_HD Affine<T> affine_identity() {
 // std::min rather than `d != 0` or a branch: only this form lets GCC vectorise the
 // CPU loop.
 EMBODIED_HD float not_done_as_float(uint8_t d) {
+#ifdef __CUDA_ARCH__
+  return d != 0 ? 0.f : 1.f;  // std::min in device code would need --expt-relaxed-constexpr
+#else
   return 1.f - static_cast<float>(std::min<uint8_t>(d, 1));
+#endif
 }
 EMBODIED_HD float not_done_as_float(float d) { return 1.f - d; }
 EMBODIED_HD double not_done_as_float(double d) { return 1.0 - d; }
