@@ -1,6 +1,6 @@
-// GAE on the CPU. Columns (envs) are independent: wide batches are split into
-// cache-sized column blocks spread over threads, and the inner loop runs over
-// contiguous envs so it vectorises. A few long envs are instead split in time:
+// GAE on the CPU. Columns (envs) are independent: they are split across threads,
+// each thread walks back in time over its envs in blocks whose carries stay in
+// cache, and the inner loop runs over contiguous envs so it vectorises. A few long envs are instead split in time:
 // each chunk's steps compose into one affine map, the maps are chained across
 // chunks, then each chunk replays its steps from the right starting advantage.
 #include <ATen/Dispatch.h>
@@ -56,9 +56,8 @@ EMBODIED_ALWAYS_INLINE void step_row_body(const S* __restrict__ r, const S* __re
 
 #if EMBODIED_X86_MULTIVERSION
 template <typename S, typename D>
-EMBODIED_TARGET_AVX2 void step_row_avx2(const S* r, const S* v, const D* d, S* adv,
-                                                S* next_v, S* out_adv, S* out_ret, int64_t width,
-                                                S gamma, S lam) {
+EMBODIED_TARGET_AVX2 void step_row_avx2(const S* r, const S* v, const D* d, S* adv, S* next_v,
+                                        S* out_adv, S* out_ret, int64_t width, S gamma, S lam) {
   step_row_body(r, v, d, adv, next_v, out_adv, out_ret, width, gamma, lam);
 }
 #endif
@@ -67,7 +66,9 @@ template <typename S, typename D>
 void step_row(const S* r, const S* v, const D* d, S* adv, S* next_v, S* out_adv, S* out_ret,
               int64_t width, S gamma, S lam) {
 #if EMBODIED_X86_MULTIVERSION
-  if (cpu_has_avx2()) return step_row_avx2(r, v, d, adv, next_v, out_adv, out_ret, width, gamma, lam);
+  if (cpu_has_avx2()) {
+    return step_row_avx2(r, v, d, adv, next_v, out_adv, out_ret, width, gamma, lam);
+  }
 #endif
   step_row_body(r, v, d, adv, next_v, out_adv, out_ret, width, gamma, lam);
 }
@@ -87,7 +88,8 @@ void replay(const GaeArgs<S, D>& a, int64_t t0, int64_t t1, int64_t n0, int64_t 
 template <typename S, typename D>
 void gae_by_env_blocks(const GaeArgs<S, D>& a) {
   at::parallel_for(0, a.N, kMinEnvsPerThread, [&](int64_t begin, int64_t end) {
-    std::vector<S> adv_buf(kColumnBlock), next_v_buf(kColumnBlock);
+    const auto width = std::min(kColumnBlock, end - begin);
+    std::vector<S> adv_buf(width), next_v_buf(width);
     S* adv = adv_buf.data();
     S* next_v = next_v_buf.data();
     for (int64_t n0 = begin; n0 < end; n0 += kColumnBlock) {

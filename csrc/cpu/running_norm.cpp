@@ -18,6 +18,7 @@ namespace embodied {
 namespace {
 
 constexpr const char* kOp = "embodied.ops.running_normalize";
+constexpr int64_t kGrain = 16384;  // elements per thread worth a parallel region
 
 // Per-feature moments of rows [b0, b1) of a row-major [B, F] array.
 template <typename S>
@@ -26,9 +27,10 @@ void chunk_moments(const S* x, int64_t b0, int64_t b1, int64_t F, double* mean, 
   std::fill(m2, m2 + F, 0.0);
   for (int64_t b = b0; b < b1; ++b) {
     const double seen = static_cast<double>(b - b0);
+    const double inv_count = 1.0 / (seen + 1.0);
     const S* row = x + b * F;
     for (int64_t f = 0; f < F; ++f) {
-      const Moments<double> m = welford_add<double>({seen, mean[f], m2[f]}, row[f]);
+      const Moments<double> m = welford_add<double>({seen, mean[f], m2[f]}, row[f], inv_count);
       mean[f] = m.mean;
       m2[f] = m.m2;
     }
@@ -38,14 +40,21 @@ void chunk_moments(const S* x, int64_t b0, int64_t b1, int64_t F, double* mean, 
 template <typename S, typename M>
 void update_statistics(const S* x, int64_t B, int64_t F, M* mean, M* var, double* count,
                        const at::Tensor& x_in) {
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), B / 64));
+  // Threads only pay for themselves on batches of tens of thousands of elements.
+  const int64_t chunks =
+      std::clamp<int64_t>(B * F / kGrain, 1, std::min<int64_t>(at::get_num_threads(), B));
   const int64_t rows = (B + chunks - 1) / chunks;
   std::vector<double> means(chunks * F), m2s(chunks * F);
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+  auto moments_of = [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       chunk_moments(x, c * rows, std::min(B, (c + 1) * rows), F, &means[c * F], &m2s[c * F]);
     }
-  });
+  };
+  if (chunks == 1) {
+    moments_of(0, 1);
+  } else {
+    at::parallel_for(0, chunks, 1, moments_of);
+  }
   bool finite = true;
   std::vector<Moments<double>> merged(F);
   for (int64_t f = 0; f < F; ++f) {
@@ -90,10 +99,15 @@ at::Tensor running_normalize_cpu(const at::Tensor& x_in, const at::Tensor& mean_
       if (update) {
         update_statistics(xs, B, F, mean, var, count_t.mutable_data_ptr<double>(), x_in);
       }
-      at::parallel_for(0, B * F, 16384, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t f = i % F;
-          ys[i] = static_cast<S>(normalize_value<double>(xs[i], mean[f], var[f], center, eps, clip));
+      std::vector<double> inv_std(F);
+      for (int64_t f = 0; f < F; ++f) inv_std[f] = inverse_std<double>(var[f], eps);
+      at::parallel_for(0, B, std::max<int64_t>(1, kGrain / std::max<int64_t>(F, 1)),
+                       [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          for (int64_t f = 0; f < F; ++f) {
+            const int64_t i = b * F + f;
+            ys[i] = static_cast<S>(normalize_value<double>(xs[i], mean[f], inv_std[f], center, clip));
+          }
         }
       });
     });

@@ -95,7 +95,7 @@ __global__ void normalize_kernel(const S* __restrict__ x, S* __restrict__ y, con
     const double m = static_cast<M>(merged ? merged[f * 2] : mean[f]);
     const double v = static_cast<M>(merged ? merged[f * 2 + 1] : var[f]);
     const double xi = x[i];
-    const double yi = normalize_value<double>(xi, m, v, center, eps, clip);
+    const double yi = normalize_value<double>(xi, m, inverse_std<double>(v, eps), center, clip);
     y[i] = static_cast<S>(yi);
     if (!isfinite(xi) || isnan(yi)) *output_bad = 1;
     if (commit_mean && i < F && *batch_bad == 0) {

@@ -16,12 +16,18 @@ struct Moments {
   A m2;
 };
 
+// Welford's update with one more sample; inv_count = 1 / (m.count + 1), passed in so
+// a row of features can share one division.
+template <typename A>
+EMBODIED_HD Moments<A> welford_add(Moments<A> m, A x, A inv_count) {
+  const A delta = x - m.mean;
+  const A mean = m.mean + delta * inv_count;
+  return {m.count + A(1), mean, m.m2 + delta * (x - mean)};
+}
+
 template <typename A>
 EMBODIED_HD Moments<A> welford_add(Moments<A> m, A x) {
-  const A count = m.count + A(1);
-  const A delta = x - m.mean;
-  const A mean = m.mean + delta / count;
-  return {count, mean, m.m2 + delta * (x - mean)};
+  return welford_add(m, x, A(1) / (m.count + A(1)));
 }
 
 template <typename A>
@@ -33,12 +39,17 @@ EMBODIED_HD Moments<A> chan_merge(Moments<A> a, Moments<A> b) {
   return {count, a.mean + delta * wb, a.m2 + b.m2 + delta * delta * a.count * wb};
 }
 
-// (x - mean) / sqrt(var + eps), or x / sqrt(var + eps) when not centring (reward
-// scaling by the return's spread), clamped to [-clip, clip]. NaN passes through.
+// 1 / sqrt(var + eps): computed once per feature, not per element.
 template <typename A>
-EMBODIED_HD A normalize_value(A x, A mean, A var, bool center, A eps, A clip) {
-  const A centred = center ? x - mean : x;
-  const A y = centred / std::sqrt(var + eps);
+EMBODIED_HD A inverse_std(A var, A eps) {
+  return A(1) / std::sqrt(var + eps);
+}
+
+// (x - mean) * inv_std, or x * inv_std when not centring (reward scaling by the
+// return's spread), clamped to [-clip, clip]. NaN passes through.
+template <typename A>
+EMBODIED_HD A normalize_value(A x, A mean, A inv_std, bool center, A clip) {
+  const A y = (center ? x - mean : x) * inv_std;
   return y < -clip ? -clip : (y > clip ? clip : y);
 }
 
