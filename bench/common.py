@@ -58,7 +58,7 @@ def print_table(title: str, columns: list[str], rows: list[list[object]]) -> Non
     line = "  ".join(h.ljust(w) for h, w in zip(columns, widths))
     print(f"\n{title}\n{line}\n{'-' * len(line)}")
     for r in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def write_json(name: str, payload: dict, out: str | None = None) -> Path:
