@@ -110,6 +110,25 @@ void check_vlm_rm_inputs(const at::Tensor& image_embeds, const at::Tensor& goal,
   check_unit_interval(op, "alpha", alpha);
 }
 
+void check_vlm_rm_goal(double gg, double dd, double alpha, const at::Tensor& goal,
+                       const at::Tensor& baseline) {
+  constexpr const char* op = "embodied.ops.vlm_rm_reward";
+  if (!std::isfinite(gg + dd)) {
+    throw_nonfinite(op, {{"goal", &goal}, {"baseline", &baseline}},
+                    "the goal or baseline embedding is far too large");
+  }
+  TORCH_CHECK_VALUE(alpha == 0.0 || dd > 0.0, op,
+                    ": goal and baseline are identical, so the goal-baseline direction is "
+                    "undefined; use different baseline prompts or alpha=0");
+}
+
+void throw_vlm_rm_nonfinite(const at::Tensor& image_embeds, const at::Tensor& goal,
+                            const at::Tensor& baseline) {
+  throw_nonfinite("embodied.ops.vlm_rm_reward",
+                  {{"image_embeds", &image_embeds}, {"goal", &goal}, {"baseline", &baseline}},
+                  "an embedding's squared norm overflowed; the embeddings are far too large");
+}
+
 void check_running_norm_inputs(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& var,
                                const at::Tensor& count, double eps, double clip) {
   constexpr const char* op = "embodied.ops.running_normalize";

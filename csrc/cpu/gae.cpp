@@ -6,12 +6,10 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
-#include <tuple>
 #include <vector>
 
 #include "embodied/checks.h"
@@ -202,19 +200,9 @@ void gae_into_cpu(const at::Tensor& rewards_in, const at::Tensor& values_in,
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> gae_cpu(const at::Tensor& rewards, const at::Tensor& values,
-                                           const at::Tensor& dones, const at::Tensor& next_value,
-                                           double gamma, double lam) {
-  at::Tensor advantages = at::empty(rewards.sizes(), rewards.options());
-  at::Tensor returns = at::empty(rewards.sizes(), rewards.options());
-  gae_into_cpu(rewards, values, dones, next_value, gamma, lam, advantages, returns);
-  return {advantages, returns};
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(embodied, CPU, m) {
-  m.impl("gae", &gae_cpu);
   m.impl("gae_into", &gae_into_cpu);
 }
 

@@ -17,7 +17,6 @@ namespace embodied {
 namespace {
 
 constexpr double kNormEps = 1e-12;  // torch.nn.functional.normalize's default
-constexpr const char* kOp = "embodied.ops.vlm_rm_reward";
 
 // Three dot products of a with itself, b and c, accumulated in double. The simd
 // pragma licenses reordering the sums, which lets them vectorise.
@@ -69,13 +68,7 @@ at::Tensor vlm_rm_reward_cpu(const at::Tensor& image_embeds_in, const at::Tensor
     double dd, gd, gg, unused;
     dots(d, g, d, D, dd, gd, unused);
     dots(g, g, g, D, gg, unused, unused);
-    if (!std::isfinite(gg + dd)) {
-      throw_nonfinite(kOp, {{"goal", &goal_in}, {"baseline", &baseline_in}},
-                      "the goal or baseline embedding is far too large");
-    }
-    TORCH_CHECK_VALUE(alpha == 0.0 || dd > 0.0, kOp,
-                      ": goal and baseline are identical, so the goal-baseline direction is "
-                      "undefined; use different baseline prompts or alpha=0");
+    check_vlm_rm_goal(gg, dd, alpha, goal_in, baseline_in);
     const scalar_t* xs = x.const_data_ptr<scalar_t>();
     scalar_t* out = rewards.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, B, std::max<int64_t>(1, 32768 / D), [&](int64_t b0, int64_t b1) {
@@ -87,12 +80,7 @@ at::Tensor vlm_rm_reward_cpu(const at::Tensor& image_embeds_in, const at::Tensor
     });
     bool finite = true;
     for (int64_t b = 0; b < B; ++b) finite &= std::isfinite(out[b]);
-    if (!finite) {
-      throw_nonfinite(kOp,
-                      {{"image_embeds", &image_embeds_in}, {"goal", &goal_in},
-                       {"baseline", &baseline_in}},
-                      "an embedding's squared norm overflowed; the embeddings are far too large");
-    }
+    if (!finite) throw_vlm_rm_nonfinite(image_embeds_in, goal_in, baseline_in);
   });
   return rewards;
 }

@@ -4,14 +4,12 @@
 // scans the maps across the block, and replays each segment from its carry-in.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <tuple>
 
 #include "embodied/checks.h"
 #include "embodied/gae.h"
@@ -152,19 +150,9 @@ void gae_into_cuda(const at::Tensor& rewards_in, const at::Tensor& values_in,
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> gae_cuda(const at::Tensor& rewards, const at::Tensor& values,
-                                            const at::Tensor& dones, const at::Tensor& next_value,
-                                            double gamma, double lam) {
-  at::Tensor advantages = at::empty(rewards.sizes(), rewards.options());
-  at::Tensor returns = at::empty(rewards.sizes(), rewards.options());
-  gae_into_cuda(rewards, values, dones, next_value, gamma, lam, advantages, returns);
-  return {advantages, returns};
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(embodied, CUDA, m) {
-  m.impl("gae", &gae_cuda);
   m.impl("gae_into", &gae_into_cuda);
 }
 

@@ -16,7 +16,6 @@
 namespace embodied {
 namespace {
 
-constexpr const char* kOp = "embodied.ops.vlm_rm_reward";
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 8;
 constexpr int kPrepThreads = 256;
@@ -119,18 +118,8 @@ at::Tensor vlm_rm_reward_cuda(const at::Tensor& image_embeds_in, const at::Tenso
   // One small device-to-host copy validates the goal direction and every reward.
   const at::Tensor host = work.cpu();
   const double* w = host.const_data_ptr<double>();
-  if (!std::isfinite(w[kGG] + w[kDD])) {
-    throw_nonfinite(kOp, {{"goal", &goal_in}, {"baseline", &baseline_in}},
-                    "the goal or baseline embedding is far too large");
-  }
-  TORCH_CHECK_VALUE(alpha == 0.0 || w[kDD] > 0.0, kOp,
-                    ": goal and baseline are identical, so the goal-baseline direction is "
-                    "undefined; use different baseline prompts or alpha=0");
-  if (w[kBad] != 0.0) {
-    throw_nonfinite(kOp, {{"image_embeds", &image_embeds_in}, {"goal", &goal_in},
-                          {"baseline", &baseline_in}},
-                    "an embedding's squared norm overflowed; the embeddings are far too large");
-  }
+  check_vlm_rm_goal(w[kGG], w[kDD], alpha, goal_in, baseline_in);
+  if (w[kBad] != 0.0) throw_vlm_rm_nonfinite(image_embeds_in, goal_in, baseline_in);
   return rewards;
 }
 

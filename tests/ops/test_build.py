@@ -31,8 +31,10 @@ def test_ops_are_registered_for_the_compiled_backends():
     assert "cpu" in ops.backends()
     for backend in ops.backends():
         key = backend.upper()
-        for op in ("gae", "gae_into", "vlm_rm_reward", "running_normalize"):
+        for op in ("gae_into", "vlm_rm_reward", "running_normalize"):
             assert torch._C._dispatch_has_kernel_for_dispatch_key(f"embodied::{op}", key), (op, key)
+    # The allocating gae is one device-agnostic kernel over gae_into.
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("embodied::gae", "CompositeExplicitAutograd")
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None or torch.version.cuda is None,

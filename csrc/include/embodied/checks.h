@@ -25,6 +25,15 @@ void check_gae_outputs(const at::Tensor& rewards, const at::Tensor& values, cons
 void check_vlm_rm_inputs(const at::Tensor& image_embeds, const at::Tensor& goal,
                          const at::Tensor& baseline, double alpha);
 
+// After the goal/baseline dot products (gg = g.g, dd = |g - b|^2): both finite, and a
+// goal-baseline direction exists unless alpha == 0.
+void check_vlm_rm_goal(double gg, double dd, double alpha, const at::Tensor& goal,
+                       const at::Tensor& baseline);
+
+// Some reward came out non-finite: name the input responsible.
+[[noreturn]] void throw_vlm_rm_nonfinite(const at::Tensor& image_embeds, const at::Tensor& goal,
+                                         const at::Tensor& baseline);
+
 void check_running_norm_inputs(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& var,
                                const at::Tensor& count, double eps, double clip);
 
