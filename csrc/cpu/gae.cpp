@@ -202,8 +202,6 @@ void gae_into_cpu(const at::Tensor& rewards_in, const at::Tensor& values_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(embodied, CPU, m) {
-  m.impl("gae_into", &gae_into_cpu);
-}
+TORCH_LIBRARY_IMPL(embodied, CPU, m) { m.impl("gae_into", &gae_into_cpu); }
 
 }  // namespace embodied

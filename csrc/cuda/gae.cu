@@ -121,11 +121,14 @@ void gae_into_cuda(const at::Tensor& rewards_in, const at::Tensor& values_in,
     using S = scalar_t;
     auto launch = [&](auto done_tag) {
       using D = decltype(done_tag);
-      GaeArgs<S, D> a{rewards.const_data_ptr<S>(), values.const_data_ptr<S>(),
-                      static_cast<const D*>(dones.const_data_ptr()),   next_value.const_data_ptr<S>(),
-                      advantages.mutable_data_ptr<S>(), returns.mutable_data_ptr<S>(),
-                      nonfinite.mutable_data_ptr<int>(), T, N,
-                      static_cast<S>(gamma), static_cast<S>(lam)};
+      GaeArgs<S, D> a{rewards.const_data_ptr<S>(),
+                      values.const_data_ptr<S>(),
+                      static_cast<const D*>(dones.const_data_ptr()),
+                      next_value.const_data_ptr<S>(),
+                      advantages.mutable_data_ptr<S>(),
+                      returns.mutable_data_ptr<S>(),
+                      nonfinite.mutable_data_ptr<int>(),
+                      T, N, static_cast<S>(gamma), static_cast<S>(lam)};
       if (scan) {
         gae_time_scan_kernel<S, D><<<static_cast<unsigned>(N), kScanThreads, 0, stream>>>(a);
       } else {
@@ -152,8 +155,6 @@ void gae_into_cuda(const at::Tensor& rewards_in, const at::Tensor& values_in,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(embodied, CUDA, m) {
-  m.impl("gae_into", &gae_into_cuda);
-}
+TORCH_LIBRARY_IMPL(embodied, CUDA, m) { m.impl("gae_into", &gae_into_cuda); }
 
 }  // namespace embodied

@@ -73,6 +73,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_v
 
     Raises ValueError naming the first non-finite input element if any is NaN/Inf.
     """
+    if out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
+        raise ValueError("embodied.ops.gae: out must be a pair (advantages, returns) of [T, N] tensors")
     if _compiled():
         if out is None:
             return torch.ops.embodied.gae(rewards, values, dones, next_value, gamma, lam)

@@ -169,6 +169,7 @@ def test_gae_out_buffers_are_checked(impl):
     ]
     shared = torch.empty(4, 3)
     cases.append(((shared, shared), ValueError, "share memory"))
+    cases.append(((good(),), ValueError, r"out must be a pair \(advantages, returns\)"))
     for out, exc, match in cases:
         with pytest.raises(exc, match=match):
             ops.gae(**base, out=out)
