@@ -41,9 +41,10 @@ template <typename S, typename M>
 void update_statistics(const S* x, int64_t B, int64_t F, M* mean, M* var, double* count,
                        const at::Tensor& x_in) {
   // Threads only pay for themselves on batches of tens of thousands of elements.
-  const int64_t chunks =
+  const int64_t wanted =
       std::clamp<int64_t>(B * F / kGrain, 1, std::min<int64_t>(at::get_num_threads(), B));
-  const int64_t rows = (B + chunks - 1) / chunks;
+  const int64_t rows = (B + wanted - 1) / wanted;
+  const int64_t chunks = (B + rows - 1) / rows;  // rounding up rows can leave fewer chunks
   std::vector<double> means(chunks * F), m2s(chunks * F);
   auto moments_of = [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {

@@ -110,3 +110,18 @@ def test_zero_features_only_count_moves(device):
     mean, var, count = stats((0,), device=device)
     y = ops.running_normalize(torch.empty(5, 0, device=device), mean, var, count)
     assert y.shape == (5, 0) and count.item() == pytest.approx(5 + 1e-4)
+
+
+def test_many_threads_few_rows():
+    # 9 rows over 8 threads: 2 rows per chunk leaves only 5 chunks, none of them empty.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        x = torch.randn(9, 16384, dtype=torch.float64)
+        mine, theirs = stats(16384), stats(16384)
+        y = ops.running_normalize(x, *mine)
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(y, reference.running_normalize(x, *theirs, True, True, 1e-8, 10.0))
+    for a, b in zip(mine, theirs):
+        torch.testing.assert_close(a, b)
