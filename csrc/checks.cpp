@@ -110,6 +110,14 @@ void check_vlm_rm_inputs(const at::Tensor& image_embeds, const at::Tensor& goal,
   check_unit_interval(op, "alpha", alpha);
 }
 
+void throw_gae_nonfinite(const at::Tensor& rewards, const at::Tensor& values,
+                         const at::Tensor& dones, const at::Tensor& next_value) {
+  throw_nonfinite("embodied.ops.gae",
+                  {{"rewards", &rewards}, {"values", &values}, {"dones", &dones},
+                   {"next_value", &next_value}},
+                  "the discounted sum overflowed; scale the rewards down");
+}
+
 void check_vlm_rm_goal(double gg, double dd, double alpha, const at::Tensor& goal,
                        const at::Tensor& baseline) {
   constexpr const char* op = "embodied.ops.vlm_rm_reward";
@@ -154,6 +162,13 @@ void check_running_norm_inputs(const at::Tensor& x, const at::Tensor& mean, cons
   check_same_device(op, x, "x", count, "count");
   TORCH_CHECK_VALUE(std::isfinite(eps) && eps > 0.0, op, ": eps must be > 0, got ", eps);
   TORCH_CHECK_VALUE(clip > 0.0, op, ": clip must be > 0 (inf disables clipping), got ", clip);
+}
+
+void throw_running_norm_nonfinite(const at::Tensor& x, const at::Tensor& mean,
+                                  const at::Tensor& var, bool batch_overflow) {
+  throw_nonfinite("embodied.ops.running_normalize", {{"x", &x}, {"mean", &mean}, {"var", &var}},
+                  batch_overflow ? "x is so large that its variance overflowed"
+                                 : "the variance is negative; the running statistics were corrupted");
 }
 
 void throw_nonfinite(const char* op, std::initializer_list<NamedTensor> inputs,

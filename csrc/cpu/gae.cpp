@@ -192,10 +192,7 @@ void gae_into_cpu(const at::Tensor& rewards_in, const at::Tensor& values_in,
     // A non-finite input anywhere in an env's column reaches that env's first
     // advantage (the recurrence multiplies rather than branches), so one row checks all.
     if (!all_finite(advantages.const_data_ptr<S>(), N)) {
-      throw_nonfinite("embodied.ops.gae",
-                      {{"rewards", &rewards_in}, {"values", &values_in}, {"dones", &dones_in},
-                       {"next_value", &next_value_in}},
-                      "the discounted sum overflowed; scale the rewards down");
+      throw_gae_nonfinite(rewards_in, values_in, dones_in, next_value_in);
     }
   });
 }

@@ -17,7 +17,6 @@
 namespace embodied {
 namespace {
 
-constexpr const char* kOp = "embodied.ops.running_normalize";
 constexpr int64_t kGrain = 16384;  // elements per thread worth a parallel region
 
 // Per-feature moments of rows [b0, b1) of a row-major [B, F] array.
@@ -39,7 +38,7 @@ void chunk_moments(const S* x, int64_t b0, int64_t b1, int64_t F, double* mean, 
 
 template <typename S, typename M>
 void update_statistics(const S* x, int64_t B, int64_t F, M* mean, M* var, double* count,
-                       const at::Tensor& x_in) {
+                       const at::Tensor& x_in, const at::Tensor& mean_in, const at::Tensor& var_in) {
   // Threads only pay for themselves on batches of tens of thousands of elements.
   const int64_t wanted =
       std::clamp<int64_t>(B * F / kGrain, 1, std::min<int64_t>(at::get_num_threads(), B));
@@ -70,7 +69,7 @@ void update_statistics(const S* x, int64_t B, int64_t F, M* mean, M* var, double
     merged[f] = chan_merge(running, batch);
   }
   if (!finite) {
-    throw_nonfinite(kOp, {{"x", &x_in}}, "x is so large that its variance overflowed");
+    throw_running_norm_nonfinite(x_in, mean_in, var_in, /*batch_overflow=*/true);
   }
   // Only a finite batch reaches the running statistics: a bad batch must not poison them.
   for (int64_t f = 0; f < F; ++f) {
@@ -98,7 +97,8 @@ at::Tensor running_normalize_cpu(const at::Tensor& x_in, const at::Tensor& mean_
       M* mean = mean_t.mutable_data_ptr<M>();
       M* var = var_t.mutable_data_ptr<M>();
       if (update) {
-        update_statistics(xs, B, F, mean, var, count_t.mutable_data_ptr<double>(), x_in);
+        update_statistics(xs, B, F, mean, var, count_t.mutable_data_ptr<double>(), x_in, mean_t,
+                          var_t);
       }
       std::vector<double> inv_std(F);
       for (int64_t f = 0; f < F; ++f) inv_std[f] = inverse_std<double>(var[f], eps);
@@ -116,8 +116,7 @@ at::Tensor running_normalize_cpu(const at::Tensor& x_in, const at::Tensor& mean_
     bool finite = true;
     for (int64_t i = 0; i < B * F; ++i) finite &= std::isfinite(xs[i]) & !std::isnan(ys[i]);
     if (!finite) {
-      throw_nonfinite(kOp, {{"x", &x_in}, {"mean", &mean_t}, {"var", &var_t}},
-                      "the variance is negative; the running statistics were corrupted");
+      throw_running_norm_nonfinite(x_in, mean_t, var_t, /*batch_overflow=*/false);
     }
   });
   return y;

@@ -146,10 +146,7 @@ void gae_into_cuda(const at::Tensor& rewards_in, const at::Tensor& values_in,
   });
   // One small device-to-host copy: the price of rejecting NaN/Inf inputs.
   if (nonfinite.cpu().const_data_ptr<int>()[0] != 0) {
-    throw_nonfinite("embodied.ops.gae",
-                    {{"rewards", &rewards_in}, {"values", &values_in}, {"dones", &dones_in},
-                     {"next_value", &next_value_in}},
-                    "the discounted sum overflowed; scale the rewards down");
+    throw_gae_nonfinite(rewards_in, values_in, dones_in, next_value_in);
   }
 }
 

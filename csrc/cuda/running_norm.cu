@@ -22,7 +22,6 @@
 namespace embodied {
 namespace {
 
-constexpr const char* kOp = "embodied.ops.running_normalize";
 constexpr int kFeatureLanes = 32;
 constexpr int kRowLanes = 8;
 constexpr int64_t kMaxChunks = 64;
@@ -162,9 +161,7 @@ at::Tensor running_normalize_cuda(const at::Tensor& x_in, const at::Tensor& mean
   const at::Tensor host = flags.cpu();
   const int* bad = host.const_data_ptr<int>();
   if (bad[0] != 0 || bad[1] != 0) {
-    throw_nonfinite(kOp, {{"x", &x_in}, {"mean", &mean_t}, {"var", &var_t}},
-                    bad[0] != 0 ? "x is so large that its variance overflowed"
-                                : "the variance is negative; the running statistics were corrupted");
+    throw_running_norm_nonfinite(x_in, mean_t, var_t, /*batch_overflow=*/bad[0] != 0);
   }
   return y;
 }

@@ -25,6 +25,10 @@ void check_gae_outputs(const at::Tensor& rewards, const at::Tensor& values, cons
 void check_vlm_rm_inputs(const at::Tensor& image_embeds, const at::Tensor& goal,
                          const at::Tensor& baseline, double alpha);
 
+// The result of gae came out non-finite: name the input responsible.
+[[noreturn]] void throw_gae_nonfinite(const at::Tensor& rewards, const at::Tensor& values,
+                                      const at::Tensor& dones, const at::Tensor& next_value);
+
 // After the goal/baseline dot products (gg = g.g, dd = |g - b|^2): both finite, and a
 // goal-baseline direction exists unless alpha == 0.
 void check_vlm_rm_goal(double gg, double dd, double alpha, const at::Tensor& goal,
@@ -36,6 +40,10 @@ void check_vlm_rm_goal(double gg, double dd, double alpha, const at::Tensor& goa
 
 void check_running_norm_inputs(const at::Tensor& x, const at::Tensor& mean, const at::Tensor& var,
                                const at::Tensor& count, double eps, double clip);
+
+// A non-finite batch moment (batch_overflow) or output: name the input responsible.
+[[noreturn]] void throw_running_norm_nonfinite(const at::Tensor& x, const at::Tensor& mean,
+                                               const at::Tensor& var, bool batch_overflow);
 
 // Called when an op's result came out non-finite: finds the first non-finite input
 // element (the error path may be slow) and throws a ValueError naming it.
