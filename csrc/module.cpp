@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "embodied/mujoco_batch.h"
+
 #include <string>
 #include <vector>
 
@@ -12,4 +14,5 @@ PYBIND11_MODULE(_C, m) {
   backends.emplace_back("cuda");
 #endif
   m.attr("compiled_backends") = backends;
+  embodied::bind_mujoco_batch(m);
 }
