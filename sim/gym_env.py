@@ -48,7 +48,7 @@ class SimGymEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         info = {"success": bool(result.info["success"][0])}
         return obs.numpy(), float(result.reward[0]), terminated, truncated, info
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
+    def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
         return self._env.render([0])[0].numpy()
