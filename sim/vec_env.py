@@ -98,6 +98,8 @@ class VecEnv(abc.ABC):
     #: per-env task names (equal for single-task envs)
     task_names: list[str]
     max_episode_steps: int
+    #: seconds of simulated time per ``step`` (1 / dt is the control rate, the fps of recorded demos)
+    dt: float
     #: (height, width) of ``render()`` frames
     render_size: tuple[int, int]
 

@@ -112,6 +112,7 @@ class IsaacGymVecEnv(VecEnv):
         self.num_envs = num_envs
         self.render_size = (int(render_size[0]), int(render_size[1]))
         self.max_episode_steps = task.max_episode_steps
+        self.dt = sim.dt * task.decimation
         self.instructions = [task.instruction] * num_envs
         self.task_names = [task.name] * num_envs
         self._closed = False
