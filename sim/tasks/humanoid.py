@@ -3,8 +3,8 @@
 The MuJoCo humanoid of gymnasium's Humanoid-v5 (same bodies, joints, actuators and
 observation), with VLM-RM's changes: no early termination, fixed 100-step episodes, a
 textured floor and sky (VLM-RM found textures plus this camera took kneeling from 36% to
-100% success), and its fixed tracking camera {trackbodyid 1, distance 3.5, lookat (0, 0, 1),
-elevation -10, azimuth 180}. The policy sees the state; the reward model sees pixels, so the
+100% success), and its fixed camera {distance 3.5, lookat (0, 0, 1), elevation -10,
+azimuth 180}. The policy sees the state; the reward model sees pixels, so the
 environment's own reward is the sparse success indicator (useful as a sanity baseline).
 
 Success predicates are computed from body and geom positions (metres, z up); their thresholds
@@ -26,7 +26,10 @@ from sim.registry import register_task
 from sim.tasks.gym_mujoco import gymnasium_asset, humanoid_fields, humanoid_observation
 from sim.vec_env import VecEnv
 
-VLM_RM_CAMERA = Camera(trackbodyid=1, distance=3.5, lookat=(0.0, 0.0, 1.0), elevation=-10.0, azimuth=180.0)
+# VLM-RM's config names trackbodyid 1, but gymnasium's renderer (which VLM-RM rendered with)
+# uses a plain free camera when no camera is named, so the body id never took effect: the
+# camera VLM-RM's CLIP saw is fixed, looking at (0, 0, 1). Reproduce that, not the config.
+VLM_RM_CAMERA = Camera(trackbodyid=-1, distance=3.5, lookat=(0.0, 0.0, 1.0), elevation=-10.0, azimuth=180.0)
 
 
 def humanoid_model() -> mujoco.MjModel:
@@ -134,7 +137,9 @@ class HumanoidPosture(MujocoTask):
     max_episode_steps = 100
     reset_noise_scale = 1e-2
     camera = VLM_RM_CAMERA
-    scene_flags = SceneFlags(skybox=True)
+    # coarse planes: the floor as 2 x 2 quads instead of MuJoCo's grid, the same image from this
+    # camera at ~1.7x the frame rate (bench.render)
+    scene_flags = SceneFlags(skybox=True, coarse_planes=True)
 
     def __init__(self, posture: str) -> None:
         self.posture = POSTURES[posture]

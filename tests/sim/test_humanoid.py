@@ -98,5 +98,5 @@ def test_scene_has_textured_sky_and_floor_and_vlm_rm_camera():
     types = {int(t) for t in model.tex_type}
     assert int(mujoco.mjtTexture.mjTEXTURE_SKYBOX) in types and int(mujoco.mjtTexture.mjTEXTURE_2D) in types
     assert model.mat_texrepeat[model.material("MatPlane").id].tolist() == [10.0, 10.0]
-    assert VLM_RM_CAMERA.trackbodyid == 1 and VLM_RM_CAMERA.distance == 3.5
+    assert VLM_RM_CAMERA.trackbodyid == -1 and VLM_RM_CAMERA.distance == 3.5
     assert VLM_RM_CAMERA.lookat == (0.0, 0.0, 1.0) and (VLM_RM_CAMERA.elevation, VLM_RM_CAMERA.azimuth) == (-10.0, 180.0)
