@@ -1,0 +1,233 @@
+"""Meta-World v3 manipulation tasks (Sawyer arm): ``metaworld/<task>``, ``metaworld/mt10``, ``metaworld/mt50``.
+
+Every MT50 env is registered without its ``-v3`` suffix (``metaworld/door-open``), with a
+language instruction; ``metaworld/mt10`` / ``metaworld/mt50`` assign their tasks to envs
+round-robin (env ``i`` runs task ``i % 10``), each env with its own task's instruction.
+They run on gymnasium (``sim.gym_vec.GymVecEnv``): ``backend="gym"`` is the only backend.
+
+Observations are Meta-World's 39 numbers with the goal visible (hand xyz, gripper opening,
+two object poses, the same 18 of the previous step, goal xyz: the multi-task benchmarks'
+setting, which its scripted experts need). Actions: 4 numbers in [-1, 1] (hand xyz delta,
+gripper effort). ``info["success"]`` is Meta-World's success flag; episodes end by
+truncation after ``max_episode_steps`` (Meta-World's 500), never by termination.
+
+Goal randomisation. Meta-World draws object and goal positions from each task's own box
+(``_random_reset_space``) at reset; its benchmarks (MT1/MT10/MT50) pre-draw 50 such vectors
+per task from the global NumPy generator and pick one per episode, and its env ignores
+``reset(seed=...)`` (``env.seed()`` is how it is seeded). Here ``reset(seed)`` seeds env
+``i`` with ``seed + i`` and
+  * ``goals="uniform"`` (default) draws fresh positions every episode from that env's seeded
+    generator (Meta-World's ``seeded_rand_vec`` mode), so episodes never repeat;
+  * ``goals="benchmark"`` uses Meta-World's 50 benchmark goals per task (``MT1`` / ``MT10``
+    / ``MT50`` built with the factory's ``seed``) and picks one per episode with the env's
+    generator, for numbers comparable with published multi-task results.
+Either way the same seed replays the same episodes.
+
+Camera. Meta-World's ``corner*`` cameras are mounted upside down (their image up-vector
+points at the floor), so frames from them come out rotated by 180 degrees. ``CAMERA`` is a
+free camera instead (free cameras have no roll: frames are always world-up) looking at the
+work area from the front right, 30 degrees down: the table top, the objects' start and goal
+regions and the raised gripper stay in frame, and doors, drawers and windows are seen
+obliquely so their motion shows. It is the default of every Meta-World task; pass
+``camera=`` (a ``sim.mujoco.render.Camera`` or its fields, e.g. ``{"name": "corner3"}``) to
+change it.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from sim.gym_vec import GymVecEnv
+from sim.registry import register_task
+
+#: MT50 task (Meta-World id without "-v3") -> language instruction
+INSTRUCTIONS: dict[str, str] = {
+    "assembly": "put the ring onto the peg",
+    "basketball": "dunk the ball into the hoop",
+    "bin-picking": "move the puck into the other bin",
+    "box-close": "put the lid on the box",
+    "button-press-topdown": "press the button down from above",
+    "button-press-topdown-wall": "press the button down from above behind the wall",
+    "button-press": "press the button",
+    "button-press-wall": "press the button behind the wall",
+    "coffee-button": "press the button of the coffee machine",
+    "coffee-pull": "pull the mug out from under the coffee machine",
+    "coffee-push": "push the mug under the coffee machine",
+    "dial-turn": "turn the dial",
+    "disassemble": "lift the ring off the peg",
+    "door-close": "close the door",
+    "door-lock": "lock the door",
+    "door-open": "open the door",
+    "door-unlock": "unlock the door",
+    "hand-insert": "put the gripper into the hole",
+    "drawer-close": "close the drawer",
+    "drawer-open": "open the drawer",
+    "faucet-open": "turn the faucet on",
+    "faucet-close": "turn the faucet off",
+    "hammer": "hammer the nail into the wall",
+    "handle-press-side": "press the handle down from the side",
+    "handle-press": "press the handle down",
+    "handle-pull-side": "pull the handle up from the side",
+    "handle-pull": "pull the handle up",
+    "lever-pull": "pull the lever",
+    "pick-place-wall": "pick up the puck and place it at the goal behind the wall",
+    "pick-out-of-hole": "pick the puck up out of the hole",
+    "pick-place": "pick up the puck and place it at the goal",
+    "plate-slide": "slide the plate into the cabinet",
+    "plate-slide-side": "slide the plate sideways into the cabinet",
+    "plate-slide-back": "slide the plate back out of the cabinet",
+    "plate-slide-back-side": "slide the plate sideways back out of the cabinet",
+    "peg-insert-side": "insert the peg into the hole from the side",
+    "peg-unplug-side": "pull the peg out of the hole sideways",
+    "soccer": "push the ball into the goal",
+    "stick-push": "use the stick to push the thermos to the goal",
+    "stick-pull": "use the stick to pull the thermos to the goal",
+    "push": "push the puck to the goal",
+    "push-wall": "push the puck around the wall to the goal",
+    "push-back": "pull the puck back to the goal",
+    "reach": "move the gripper to the goal",
+    "reach-wall": "move the gripper over the wall to the goal",
+    "shelf-place": "put the puck on the shelf",
+    "sweep-into": "sweep the puck into the hole",
+    "sweep": "sweep the puck off the table",
+    "window-open": "open the window",
+    "window-close": "close the window",
+}
+
+#: Meta-World's MT10 tasks, in its order
+MT10: tuple[str, ...] = (
+    "reach", "push", "pick-place", "door-open", "drawer-open",
+    "drawer-close", "button-press-topdown", "peg-insert-side", "window-open", "window-close",
+)
+#: multi-task set name -> tasks (env i runs tasks[i % len(tasks)])
+TASK_SETS: dict[str, tuple[str, ...]] = {"mt10": MT10, "mt50": tuple(INSTRUCTIONS)}
+
+#: Meta-World's horizon (``SawyerXYZEnv.max_path_length``)
+MAX_EPISODE_STEPS = 500
+
+#: default render camera (``sim.mujoco.render.Camera`` fields): free, world-up, see module docstring
+CAMERA: dict[str, Any] = {"lookat": (-0.05, 0.75, 0.15), "distance": 1.35, "azimuth": 125.0, "elevation": -30.0}
+
+_OPTIONS = ("backend", "workers", "max_episode_steps", "goals", "camera", "scene_flags")
+
+
+def tasks_of(name: str) -> tuple[str, ...]:
+    """Meta-World tasks (without ``-v3``) of registry name ``metaworld/<task>`` or ``metaworld/mt10|mt50``."""
+    if not isinstance(name, str) or not name.startswith("metaworld/"):
+        raise ValueError(f"{name!r} is not a Meta-World task name (metaworld/<task>, metaworld/mt10, metaworld/mt50)")
+    short = name.removeprefix("metaworld/")
+    if short in TASK_SETS:
+        return TASK_SETS[short]
+    if short not in INSTRUCTIONS:
+        raise ValueError(f"unknown Meta-World task {name!r}; the tasks are metaworld/<one of {sorted(INSTRUCTIONS)}>"
+                         " and the sets metaworld/mt10, metaworld/mt50")
+    return (short,)
+
+
+class MetaWorldEnv(gymnasium.Wrapper[Any, Any, Any, Any]):
+    """One Meta-World v3 env: goal in the observation, seeded per-episode goals, settable horizon.
+
+    ``reset(seed=s)`` reseeds the env's generator (Meta-World's own ``reset`` ignores ``seed``);
+    ``goal_set`` (Meta-World ``Task`` objects) switches from uniform goal sampling to picking
+    one of those goals per episode.
+    """
+
+    def __init__(self, task: str, max_episode_steps: int = MAX_EPISODE_STEPS, goal_set: tuple[Any, ...] = ()) -> None:
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+        from metaworld.types import Task
+
+        if f"{task}-v3" not in ALL_V3_ENVIRONMENTS:
+            raise ValueError(f"unknown Meta-World task {task!r}; known: {sorted(INSTRUCTIONS)}")
+        env = ALL_V3_ENVIRONMENTS[f"{task}-v3"]()
+        # the instance's horizon: SawyerXYZEnv truncates (and refuses further steps) there
+        env.max_path_length = int(max_episode_steps)
+        if goal_set:
+            env.set_task(goal_set[0])
+        else:
+            # set_task is Meta-World's one public switch to a visible goal; rand_vec is unused once
+            # _freeze_rand_vec is off, and seeded_rand_vec makes each reset draw from env.np_random
+            env.set_task(Task(env_name=f"{task}-v3", data=pickle.dumps(
+                {"env_cls": type(env), "rand_vec": None, "partially_observable": False})))
+            env._freeze_rand_vec = False
+            env.seeded_rand_vec = True
+        super().__init__(env)
+        # the constructor's space hides the goal (zero bounds); this one is the visible-goal space
+        self.observation_space = env.sawyer_observation_space
+        self._goal_set = goal_set
+        self._rng = np.random.default_rng()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        env: Any = self.env.unwrapped
+        if seed is not None:
+            env.seed(int(seed))
+            self._rng = np.random.default_rng(int(seed))
+        if self._goal_set:
+            env.set_task(self._goal_set[int(self._rng.integers(len(self._goal_set)))])
+        return self.env.reset(options=options)
+
+
+def _benchmark_goals(name: str, tasks: tuple[str, ...], seed: int) -> dict[str, tuple[Any, ...]]:
+    """Meta-World's 50 benchmark goals per task, as its MT1 / MT10 / MT50 draw them for ``seed``."""
+    import metaworld
+
+    short = name.removeprefix("metaworld/")
+    bench: Any
+    if short == "mt10":
+        bench = metaworld.MT10(seed=seed)
+    elif short == "mt50":
+        bench = metaworld.MT50(seed=seed)
+    else:
+        bench = metaworld.MT1(f"{tasks[0]}-v3", seed=seed)
+    return {t: tuple(g for g in bench.train_tasks if g.env_name == f"{t}-v3") for t in tasks}
+
+
+def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, int], **kwargs: Any) -> GymVecEnv:
+    """``num_envs`` envs of Meta-World task (or task set) ``name`` as a ``GymVecEnv``, reset with ``seed``.
+
+    Options: ``backend`` ("gym", the only one), ``workers`` (see ``GymVecEnv``; default
+    automatic), ``max_episode_steps`` (default 500), ``goals`` ("uniform" or "benchmark", see
+    the module docstring), ``camera`` (a ``sim.mujoco.render.Camera`` or its fields; default
+    ``CAMERA``), ``scene_flags`` (``SceneFlags``; default the renderer pool's).
+    """
+    tasks = tasks_of(name)
+    unknown = sorted(set(kwargs) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"{name} got unknown option(s) {unknown}; Meta-World tasks accept {list(_OPTIONS)}")
+    backend = kwargs.get("backend", "gym")
+    if backend not in (None, "gym"):
+        raise ValueError(f"Meta-World runs only on gymnasium: pass backend='gym' (or leave it out), got {backend!r}")
+    max_steps = kwargs.get("max_episode_steps", MAX_EPISODE_STEPS)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_episode_steps must be a positive int (Meta-World uses 500), got {max_steps!r}")
+    goals = kwargs.get("goals", "uniform")
+    if goals not in ("uniform", "benchmark"):
+        raise ValueError(f"goals must be 'uniform' (fresh random goals) or 'benchmark' (Meta-World's 50), got {goals!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    goal_sets = _benchmark_goals(name, tasks, int(seed)) if goals == "benchmark" else {t: () for t in tasks}
+    return GymVecEnv(
+        [functools.partial(MetaWorldEnv, t, int(max_steps), goal_sets[t]) for t in tasks],
+        num_envs,
+        seed=seed,
+        render_size=render_size,
+        instructions=[INSTRUCTIONS[t] for t in tasks],
+        task_names=[f"metaworld/{t}" for t in tasks],
+        workers=kwargs.get("workers"),
+        camera=kwargs.get("camera") or CAMERA,
+        scene_flags=kwargs.get("scene_flags"),
+    )
+
+
+for _task, _instruction in INSTRUCTIONS.items():
+    register_task(f"metaworld/{_task}", make_metaworld, instruction=_instruction, family="metaworld")
+for _set, _members in TASK_SETS.items():
+    register_task(
+        f"metaworld/{_set}", make_metaworld,
+        instruction=f"{_set.upper()}: {len(_members)} Meta-World tasks, one instruction per env (VecEnv.instructions)",
+        family="metaworld",
+    )
