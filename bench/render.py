@@ -340,12 +340,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.size == 224:
         for name, goal in TARGET_FPS.items():
             for flags in ("fast", "sky+coarse", "default"):
-                fps = max(r["fps"] for r in scenes[name]["frames"] if r["renderer"] == "pool" and r["flags"] == flags)
-                targets[f"{name}, {flags} flags, best batch"] = (fps, goal)
-        print_table("targets (224x224)", ["target", "frames/s", "goal", "met"],
-                    [[k, m, g, "yes" if m >= g else "NO"] for k, (m, g) in targets.items()])
+                rows = [r for r in scenes[name]["frames"] if r["renderer"] == "pool" and r["flags"] == flags]
+                best = max(rows, key=lambda r: r["fps"])
+                # sky+coarse is what the humanoid and Meta-World tasks render with by default
+                label = f"{name}, {flags}{' (task default)' if flags == 'sky+coarse' else ''}, batch {best['batch']}"
+                targets[label] = (best["fps"], best["fps_median"], goal)
+        print_table("targets (224x224)", ["target", "frames/s", "median f/s", "goal", "met"],
+                    [[k, m, med, g, "yes" if m >= g else "NO"] for k, (m, med, g) in targets.items()])
     payload = {"rounds": rounds, "other_processes_cores": others, "scenes": scenes,
-               "targets": {k: {"measured": m, "goal": g, "met": m >= g} for k, (m, g) in targets.items()}}
+               "targets": {k: {"measured": m, "median": med, "goal": g, "met": m >= g}
+                           for k, (m, med, g) in targets.items()}}
     write_json("render-cpu", payload, args.out)
     return payload
 

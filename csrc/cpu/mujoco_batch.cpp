@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
@@ -28,11 +29,12 @@ namespace {
 
 using MjFunction = void (*)(const void* model, void* data);
 
-// A persistent pool whose idle workers sleep on a condition variable. torch's OpenMP pool
-// spin-waits between parallel regions, which on a small machine shared with other processes
-// (renderers, env workers) made 2 threads slower than 1; sleeping workers do not steal the
-// cores they wait on. Work is handed out one env at a time because envs in contact-rich
-// states take several times longer than the rest.
+// A persistent pool for jobs of a few hundred microseconds (one batched env step). Idle
+// workers spin briefly, yielding the core, then sleep on a condition variable: waking a
+// sleeping thread costs tens of microseconds, a tenth of a HalfCheetah batch step, while
+// torch's OpenMP pool spin-waits without yielding, which on a small machine shared with
+// other processes (renderers, env workers) made 2 threads slower than 1. Work is handed out
+// one env at a time because envs in contact-rich states take several times longer.
 class WorkerPool {
  public:
   explicit WorkerPool(int num_threads) {
@@ -41,7 +43,7 @@ class WorkerPool {
   ~WorkerPool() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
+      stop_.store(true);
     }
     wake_.notify_all();
     for (auto& w : workers_) w.join();
@@ -51,49 +53,54 @@ class WorkerPool {
   // Calls task(i) for every i in [0, n) across the pool and the calling thread.
   void parallel_for(int64_t n, const std::function<void(int64_t)>& task) {
     std::lock_guard<std::mutex> one_job_at_a_time(call_);
+    task_ = &task;
+    n_ = n;
+    next_.store(0);
+    pending_.store(static_cast<int>(workers_.size()));
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      task_ = &task;
-      n_ = n;
-      next_.store(0);
-      pending_ = static_cast<int>(workers_.size());
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     drain();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    while (pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     task_ = nullptr;
   }
 
  private:
+  static constexpr auto kSpin = std::chrono::microseconds(200);
+
   void drain() {
     for (int64_t i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*task_)(i);
   }
+  bool wait_for_job(uint64_t seen) {
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    while (std::chrono::steady_clock::now() < until) {
+      if (generation_.load(std::memory_order_acquire) != seen || stop_.load()) return !stop_.load();
+      std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+    return !stop_.load();
+  }
   void run() {
-    uint64_t seen = 0;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-      }
+    uint64_t seen = 0;  // the generation at construction: a worker that starts late still sees job 1
+    while (wait_for_job(seen)) {
+      seen = generation_.load(std::memory_order_acquire);
       drain();
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      pending_.fetch_sub(1, std::memory_order_release);
     }
   }
 
   std::vector<std::thread> workers_;
   std::mutex call_, mutex_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_;
   const std::function<void(int64_t)>* task_ = nullptr;
   int64_t n_ = 0;
   std::atomic<int64_t> next_{0};
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
 };
 
 WorkerPool& pool(int num_threads) {
