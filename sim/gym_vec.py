@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from sim.vec_env import BoxSpec, EpisodeStats, StepResult, VecEnv
+from sim.vec_env import BoxSpec, EpisodeStats, StepResult, VecEnv, check_env_args, env_seeds
 
 if TYPE_CHECKING:
     import gymnasium
@@ -323,8 +323,10 @@ class _EnvSlice:
 
     def reset(self, seed: int | None) -> None:
         assert self.bufs is not None
+        # spawned seeds depend only on the env's global index, so each slice derives its own
+        seeds = None if seed is None else env_seeds(seed, max(self.ids) + 1)
         for i, env in self._rows():
-            obs, _ = env.reset(seed=None if seed is None else seed + i)
+            obs, _ = env.reset(seed=None if seeds is None else seeds[i])
             self.bufs.obs[i] = obs
 
     def step(self) -> None:
@@ -335,7 +337,9 @@ class _EnvSlice:
             b.final_obs[i] = obs
             b.reward[i] = float(reward)
             b.terminated[i] = bool(term)
-            b.truncated[i] = bool(trunc)
+            # gymnasium's TimeLimit also flags a termination on the last allowed step as
+            # truncated; a terminal state must not be bootstrapped, so termination wins
+            b.truncated[i] = bool(trunc) and not bool(term)
             b.success[i] = bool(info.get("success", False))
             if term or trunc:
                 obs, _ = env.reset()
@@ -441,7 +445,7 @@ class GymVecEnv(VecEnv):
 
     Env ``i`` is built by ``env_fns[i % len(env_fns)]``, so a list of one factory per task
     assigns tasks round-robin (multi-task sets); ``instructions`` and ``task_names`` are one
-    string, or one per factory. ``reset(seed)`` resets env ``i`` with ``seed + i``.
+    string, or one per factory. ``reset(seed)`` resets env ``i`` with ``sim.vec_env.env_seeds(seed, n)[i]``.
 
     Actions go to the envs as given (in the action space's dtype, not clipped: the envs and
     MuJoCo's ``ctrlrange`` clamp them). ``info["success"]`` is the env's ``info["success"]``
@@ -476,15 +480,7 @@ class GymVecEnv(VecEnv):
         fns = list(env_fns) if isinstance(env_fns, (list, tuple)) else None
         if not fns or not all(callable(f) for f in fns):
             raise TypeError(f"env_fns must be a non-empty list of callables that build a gymnasium env, got {env_fns!r}")
-        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if (
-            not isinstance(render_size, (tuple, list)) or len(render_size) != 2
-            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in render_size)
-        ):
-            raise ValueError(f"render_size must be (height, width) positive ints, got {render_size!r}")
+        num_envs, seed, render_size = check_env_args(num_envs, seed, render_size)
         if workers is not None and (not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 0):
             raise ValueError(f"workers must be None (automatic), 0 (in-process) or a positive int, got {workers!r}")
         methods = [m for m in ("forkserver", "spawn", "fork") if m in mp.get_all_start_methods()]
@@ -697,7 +693,21 @@ class GymVecEnv(VecEnv):
         self._check_open()
         for k in range(len(self._conns)):
             self._send(k, msg, doing)
-        return [self._recv(k, doing) for k in range(len(self._conns))]
+        return self._gather(range(len(self._conns)), doing)
+
+    def _gather(self, workers: Sequence[int], doing: str) -> list[Any]:
+        """Every worker's reply, read before raising the first error, so that the replies of
+        the next command cannot be mistaken for this one's."""
+        results: list[Any] = []
+        error: BaseException | None = None
+        for k in workers:
+            try:
+                results.append(self._recv(k, doing))
+            except RuntimeError as e:
+                error = error or e
+        if error is not None:
+            raise error
+        return results
 
     def _check_open(self) -> None:
         if self._closed:
@@ -749,8 +759,7 @@ class GymVecEnv(VecEnv):
                 if mine:
                     self._send(k, ("render", mine), "rendering")
                     busy.append(k)
-            for k in busy:
-                self._recv(k, "rendering")
+            self._gather(busy, "rendering")
         return torch.from_numpy(self._bufs.frames[env_ids])
 
     def close(self) -> None:

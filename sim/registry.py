@@ -1,7 +1,7 @@
 """Task names -> VecEnv factories, and the one public constructor ``make_env``.
 
 Task families register themselves when their module is imported; the registry imports the
-family modules lazily, so ``import sim`` stays cheap (no MuJoCo, gymnasium or Meta-World).
+family modules on first use (Meta-World's, the heaviest, only then).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sim.vec_env import VecEnv
+from sim.vec_env import VecEnv, check_env_args
 
 #: modules whose import registers a task family
 _FAMILY_MODULES = ("sim.tasks.humanoid", "sim.tasks.gym_mujoco", "sim.tasks.metaworld")
@@ -87,17 +87,7 @@ def make_env(
     tasks that also have a native implementation; ``None`` picks the task's own backend.
     Extra keyword arguments go to the task's factory (e.g. ``randomize=`` on native tasks).
     """
-    if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if (
-        not isinstance(render_size, (tuple, list))
-        or len(render_size) != 2
-        or not all(isinstance(s, int) and s > 0 for s in render_size)
-    ):
-        raise ValueError(f"render_size must be (height, width) positive ints, got {render_size!r}")
-    render_size = (int(render_size[0]), int(render_size[1]))
+    num_envs, seed, render_size = check_env_args(num_envs, seed, render_size)
     if backend not in (None, "native", "gym"):
         raise ValueError(f"backend must be None, 'native' or 'gym', got {backend!r}")
     if backend == "gym" and name not in list_tasks():

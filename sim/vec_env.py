@@ -10,7 +10,6 @@ bootstrapping needs).
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
@@ -110,7 +109,7 @@ class VecEnv(abc.ABC):
         ``seed`` derives one independent seed per env, so the same seed replays the same
         episodes; ``None`` continues the current random streams.
         """
-        if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+        if seed is not None and (not _is_int(seed) or seed < 0):
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
         obs = self._reset(None if seed is None else int(seed))
         self._check_obs(obs, "reset")
@@ -186,8 +185,10 @@ class VecEnv(abc.ABC):
     def _check_env_ids(self, env_ids: Sequence[int] | torch.Tensor | None) -> list[int]:
         if env_ids is None:
             return list(range(self.num_envs))
+        if isinstance(env_ids, torch.Tensor) and env_ids.dtype == torch.bool:
+            raise TypeError("env_ids must be env indices, not a bool mask; pass mask.nonzero().flatten()")
         ids = env_ids.tolist() if isinstance(env_ids, torch.Tensor) else list(env_ids)
-        bad = [i for i in ids if not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_envs]
+        bad = [i for i in ids if not _is_int(i) or not 0 <= i < self.num_envs]
         if bad:
             raise ValueError(f"env_ids must be ints in [0, {self.num_envs}), got {bad[:5]}")
         return [int(i) for i in ids]
@@ -203,7 +204,29 @@ def split_seed(seed: int, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-def tile_grid(n: int) -> tuple[int, int]:
-    """(rows, cols) of the most square grid that holds ``n`` tiles."""
-    cols = math.ceil(math.sqrt(n))
-    return math.ceil(n / cols), cols
+def env_seeds(seed: int, n: int) -> list[int]:
+    """One independent integer seed per env for envs that take ``reset(seed=int)``.
+
+    Unlike ``seed + i``, runs with nearby seeds share no env streams (with ``seed + i``, env 1
+    of seed 7 would replay env 0 of seed 8).
+    """
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def check_env_args(num_envs: object, seed: object, render_size: object) -> tuple[int, int, tuple[int, int]]:
+    """Validate the arguments every VecEnv constructor takes; returns them as plain ints."""
+    if not _is_int(num_envs) or int(num_envs) < 1:  # type: ignore[call-overload]
+        raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+    if not _is_int(seed) or int(seed) < 0:  # type: ignore[call-overload]
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if (
+        not isinstance(render_size, (tuple, list))
+        or len(render_size) != 2
+        or not all(_is_int(v) and v > 0 for v in render_size)
+    ):
+        raise ValueError(f"render_size must be (height, width) positive ints, got {render_size!r}")
+    return int(num_envs), int(seed), (int(render_size[0]), int(render_size[1]))  # type: ignore[call-overload]

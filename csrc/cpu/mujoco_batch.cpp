@@ -19,10 +19,12 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <memory>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 namespace embodied {
 namespace {
@@ -104,16 +106,21 @@ class WorkerPool {
 };
 
 WorkerPool& pool(int num_threads) {
-  // One pool per process, rebuilt when a caller asks for another size; the mutex guards
-  // lookups from VecEnvs stepping in different Python threads.
-  static std::mutex resize;
-  static std::unique_ptr<WorkerPool> instance;
-  std::lock_guard<std::mutex> lock(resize);
-  if (!instance || instance->size() != num_threads) {
-    instance.reset();
-    instance = std::make_unique<WorkerPool>(num_threads);
+  // One pool per size and process, never destroyed: envs asking for different sizes (even
+  // from different Python threads) each keep theirs, so no pool can vanish under a running
+  // job, and exit never joins threads. After fork() the child has none of the parent's worker
+  // threads, so it starts its own pools and leaves the parent's copies untouched.
+  static std::mutex lookup;
+  static std::map<int, WorkerPool*> pools;
+  static pid_t owner = getpid();
+  std::lock_guard<std::mutex> lock(lookup);
+  if (getpid() != owner) {
+    pools.clear();
+    owner = getpid();
   }
-  return *instance;
+  WorkerPool*& p = pools[num_threads];
+  if (p == nullptr) p = new WorkerPool(num_threads);
+  return *p;
 }
 
 void check_int64_table(const at::Tensor& t, const char* name, int64_t rows, int64_t cols) {
@@ -134,7 +141,8 @@ void check_float64_rows(const at::Tensor& t, const char* name, int64_t rows) {
 void step_one(MjFunction step, MjFunction post, const void* model, void* data, double* ctrl_dst,
               const double* ctrl_src, int64_t nu, int64_t substeps, const int64_t* gather_ptrs,
               const int64_t* gather_lens, int64_t num_fields, double* out) {
-  if (nu > 0) std::memcpy(ctrl_dst, ctrl_src, sizeof(double) * nu);
+  // a gather-only pass (substeps = 0, after a reset) leaves the controls alone
+  if (substeps > 0 && nu > 0) std::memcpy(ctrl_dst, ctrl_src, sizeof(double) * nu);
   for (int64_t k = 0; k < substeps; ++k) step(model, data);
   if (substeps > 0 && post != nullptr) post(model, data);
   for (int64_t f = 0; f < num_fields; ++f) {

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from sim.isaacgym.config import IsaacGymSimConfig, IsaacGymState, IsaacGymTask, StateFn
-from sim.vec_env import BoxSpec, EpisodeStats, StepResult, VecEnv
+from sim.vec_env import BoxSpec, EpisodeStats, StepResult, VecEnv, check_env_args
 
 if TYPE_CHECKING:
     from isaacgym import gymapi
@@ -91,16 +91,7 @@ class IsaacGymVecEnv(VecEnv):
         require_isaacgym()
         from isaacgym import gymapi
 
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if (
-            not isinstance(render_size, (tuple, list))
-            or len(render_size) != 2
-            or not all(isinstance(s, int) and s > 0 for s in render_size)
-        ):
-            raise ValueError(f"render_size must be (height, width) positive ints, got {render_size!r}")
+        num_envs, seed, render_size = check_env_args(num_envs, seed, render_size)
         if enable_cameras and sim.graphics_device_id < 0:
             raise ValueError("cameras need a graphics device: set sim.graphics_device_id >= 0 or enable_cameras=False")
         path = os.path.join(task.asset_root, task.asset_file)

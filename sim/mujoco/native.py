@@ -1,7 +1,7 @@
 """The native MuJoCo backend: N copies of one MJCF task stepped in native threads.
 
 One ``step`` is one call into ``embodied._C.mujoco_step_batch``, which (with the GIL released,
-over torch's intra-op threads) writes each env's controls, takes ``frame_skip`` physics steps,
+on a pool of C++ worker threads) writes each env's controls, takes ``frame_skip`` physics steps,
 runs ``mj_rnePostConstraint`` (so ``cfrc_ext`` is current, as gymnasium's envs do) and gathers
 the ``MjData`` fields the task declared into one ``[N, G]`` float64 buffer. Observations,
 rewards and success predicates are then computed for all envs at once in numpy, from views
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from sim.mujoco.render import Camera, RendererPool, SceneFlags
-from sim.vec_env import BoxSpec, EpisodeStats, StepResult, VecEnv, split_seed
+from sim.vec_env import BoxSpec, EpisodeStats, StepResult, VecEnv, check_env_args, split_seed
 
 #: ``randomize(model, data, rng)``: called on every env reset after the task set the initial
 #: state; may change ``data`` (initial state, external forces) and, with ``per_env_models``,
@@ -151,15 +151,18 @@ class MujocoVecEnv(VecEnv):
         num_threads: int | None = None,
         max_episode_steps: int | None = None,
     ) -> None:
+        num_envs, seed, render_size = check_env_args(num_envs, seed, render_size)
         if threads not in ("native", "python"):
             raise ValueError(f"threads must be 'native' or 'python', got {threads!r}")
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+        if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1):
             raise ValueError(f"num_threads must be a positive int or None (all cores), got {num_threads!r}")
         #: native stepping threads (default: the cores this process may run on)
         self.num_threads = num_threads or len(os.sched_getaffinity(0))
         if randomize is not None and not callable(randomize):
             raise TypeError(f"randomize must be a callable (model, data, rng) -> None, got {type(randomize).__name__}")
-        if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
+        if max_episode_steps is not None and (
+            not isinstance(max_episode_steps, int) or isinstance(max_episode_steps, bool) or max_episode_steps < 1
+        ):
             raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
         self.task = task
         self.num_envs = num_envs
@@ -213,6 +216,7 @@ class MujocoVecEnv(VecEnv):
         self._steps = np.zeros(num_envs, np.int64)
         self._stats = EpisodeStats(num_envs)
         self._renderer: RendererPool | None = None
+        self._closed = False
         self._reset_all()
         obs_dim = task.observe(self._state).shape[1]
         self.observation_spec = BoxSpec.unbounded((obs_dim,))
@@ -261,6 +265,7 @@ class MujocoVecEnv(VecEnv):
         self._stats.clear()
 
     def _reset(self, seed: int | None) -> torch.Tensor:
+        self._check_open()
         if seed is not None:
             self._rngs = split_seed(seed, self.num_envs)
         self._reset_all()
@@ -270,6 +275,7 @@ class MujocoVecEnv(VecEnv):
         return torch.from_numpy(np.ascontiguousarray(self.task.observe(state), dtype=np.float32))
 
     def _step(self, actions: np.ndarray) -> StepResult:
+        self._check_open()
         before = self._state.copy()
         self._ctrl.numpy()[:] = actions
         self._advance(None, self.task.frame_skip)
@@ -280,10 +286,11 @@ class MujocoVecEnv(VecEnv):
         done = terminated | truncated
         final_obs = self._observation(self._state)
         ep_return, ep_length = self._stats.add(out.reward, done)
-        obs = final_obs
         if done.any():
             self._reset_envs(np.flatnonzero(done))
             obs = self._observation(self._state)
+        else:
+            obs = final_obs.clone()  # two tensors the caller may change independently
         info: dict[str, Any] = {
             "success": torch.from_numpy(out.success.astype(bool)),
             "final_observation": final_obs,
@@ -320,12 +327,20 @@ class MujocoVecEnv(VecEnv):
 
     # ---- rendering -------------------------------------------------------------------------
     def _render(self, env_ids: list[int]) -> torch.Tensor:
+        self._check_open()
         if self._renderer is None:
             h, w = self.render_size
             self._renderer = RendererPool(self.model, h, w, camera=self.task.camera, flags=self.task.scene_flags)
-        return self._renderer.render([self.datas[i] for i in env_ids])
+        # per-env models carry per-env appearance (randomised colours, sizes) into the frames
+        models = [self.models[i] for i in env_ids] if self.models[0] is not self.model else None
+        return self._renderer.render([self.datas[i] for i in env_ids], models=models)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this env is closed; build a new one with sim.make_env(...)")
 
     def close(self) -> None:
+        self._closed = True
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None

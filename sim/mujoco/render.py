@@ -82,7 +82,6 @@ import mujoco
 import numpy as np
 import torch
 
-from sim.vec_env import tile_grid
 
 #: GL backends this module can create a context with (module ``mujoco.<name>``)
 BACKENDS = ("egl", "osmesa", "glfw")
@@ -211,6 +210,12 @@ class _Layout:
     rows: int
     cols: int
     tiles: int
+
+
+def tile_grid(n: int) -> tuple[int, int]:
+    """(rows, cols) of the most square grid that holds ``n`` tiles."""
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
 
 
 def _layout(height: int, width: int, max_tiles: int, max_size: int) -> _Layout:
@@ -354,14 +359,14 @@ class _Worker:
         # readback buffer: the GL framebuffer's rows bottom-up, tightly packed
         self.pixels = np.empty(layout.rows * layout.cols * layout.height * layout.width * 3, np.uint8)
 
-    def render(self, model: mujoco.MjModel, datas: Sequence[mujoco.MjData], out: np.ndarray) -> None:
-        """Frames of ``datas`` into ``out`` (``[len(datas), H, W, 3]``, top row first)."""
+    def render(self, models: Sequence[mujoco.MjModel], datas: Sequence[mujoco.MjData], out: np.ndarray) -> None:
+        """Frames of ``datas`` (each drawn with its ``models`` entry) into ``out`` (``[len(datas), H, W, 3]``)."""
         assert self.con is not None
         lay, cam, track = self.layout, self.cam, self.camera.trackbodyid
         h, w = lay.height, lay.width
         for start in range(0, len(datas), lay.tiles):
             batch = datas[start:start + lay.tiles]
-            for data, viewport in zip(batch, self.viewports):
+            for model, data, viewport in zip(models[start:start + lay.tiles], batch, self.viewports):
                 if track >= 0:
                     cam.lookat[:] = data.subtree_com[track]
                 mujoco.mjv_updateScene(model, data, self.option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, self.scene)
@@ -666,14 +671,24 @@ class RendererPool:
     def threads(self) -> int:
         return len(self._workers)
 
-    def render(self, datas: Sequence[mujoco.MjData], out: torch.Tensor | None = None) -> torch.Tensor:
+    def render(
+        self,
+        datas: Sequence[mujoco.MjData],
+        out: torch.Tensor | None = None,
+        models: Sequence[mujoco.MjModel] | None = None,
+    ) -> torch.Tensor:
         """uint8 [len(datas), height, width, 3], row 0 = top of the image (like gymnasium rgb_array).
 
         ``datas``: a list/tuple of ``MjData`` of this pool's model, with current kinematics
         (after ``mj_forward`` / ``mj_step``). ``out``: optional CPU uint8 tensor of that shape to
-        write into (returned).
+        write into (returned). ``models``: one ``MjModel`` per data, copies of the pool's model
+        whose colours or sizes were randomised per env (default: the pool's model for all).
         """
         datas = self._check_datas(datas)
+        if models is None:
+            models = [self.model] * len(datas)
+        elif len(models) != len(datas) or not all(isinstance(m, mujoco.MjModel) for m in models):
+            raise ValueError(f"models must be one mujoco.MjModel per data ({len(datas)}), got {len(models)} items")
         out = self._check_out(out, len(datas))
         frames = out.numpy()
         with self._lock:
@@ -681,7 +696,7 @@ class RendererPool:
                 raise RuntimeError("RendererPool.render called after close()")
             chunks = np.array_split(np.arange(len(datas)), len(self._workers))
             jobs = [
-                w.submit(w.render, self.model, datas[c[0]:c[-1] + 1], frames[c[0]:c[-1] + 1])
+                w.submit(w.render, models[c[0]:c[-1] + 1], datas[c[0]:c[-1] + 1], frames[c[0]:c[-1] + 1])
                 for w, c in zip(self._workers, chunks) if len(c)
             ]
             for job in jobs:

@@ -54,13 +54,6 @@ class HalfCheetah(MujocoTask):
         n = len(action)
         return Outcome(forward - ctrl, np.zeros(n, bool), np.zeros(n, bool), {"forward": forward, "ctrl": -ctrl})
 
-    def reset_env(self, model: mujoco.MjModel, data: mujoco.MjData, rng: np.random.Generator) -> None:
-        # HalfCheetah: uniform qpos noise, Gaussian qvel noise (gymnasium's reset_model)
-        mujoco.mj_resetData(model, data)
-        s = self.reset_noise_scale
-        data.qpos[:] = model.qpos0 + rng.uniform(-s, s, model.nq)
-        data.qvel[:] = s * rng.standard_normal(model.nv)
-
 
 class Hopper(MujocoTask):
     name = "Hopper-v5"

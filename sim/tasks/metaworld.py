@@ -14,8 +14,8 @@ truncation after ``max_episode_steps`` (Meta-World's 500), never by termination.
 Goal randomisation. Meta-World draws object and goal positions from each task's own box
 (``_random_reset_space``) at reset; its benchmarks (MT1/MT10/MT50) pre-draw 50 such vectors
 per task from the global NumPy generator and pick one per episode, and its env ignores
-``reset(seed=...)`` (``env.seed()`` is how it is seeded). Here ``reset(seed)`` seeds env
-``i`` with ``seed + i`` and
+``reset(seed=...)`` (``env.seed()`` is how it is seeded). Here ``reset(seed)`` seeds each env
+with its own seed spawned from ``seed`` (``sim.vec_env.env_seeds``) and
   * ``goals="uniform"`` (default) draws fresh positions every episode from that env's seeded
     generator (Meta-World's ``seeded_rand_vec`` mode), so episodes never repeat;
   * ``goals="benchmark"`` uses Meta-World's 50 benchmark goals per task (``MT1`` / ``MT10``

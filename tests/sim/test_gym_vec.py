@@ -5,6 +5,7 @@ Uses gymnasium's HalfCheetah-v5 (MuJoCo, cheap) and a tiny non-MuJoCo env define
 
 import functools
 import os
+import time
 
 import gymnasium
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 
 from sim.gym_vec import GymVecEnv
 from sim.registry import make_env
+from sim.vec_env import env_seeds
 
 CHEETAH = "HalfCheetah-v5"
 
@@ -42,6 +44,21 @@ class Countdown(gymnasium.Env):
 
     def render(self):
         return np.full((10, 20, 3), 40 * self.t, np.uint8)
+
+
+class Touchy(Countdown):
+    """A Countdown whose step raises for an action above 0.5 and is slow below -0.5."""
+
+    def step(self, action):
+        if action[0] > 0.5:
+            raise ValueError("action too large")
+        if action[0] < -0.5:
+            time.sleep(0.2)
+        return super().step(action)
+
+
+def touchy() -> gymnasium.Env:
+    return gymnasium.wrappers.TimeLimit(Touchy(length=1000), 1000)
 
 
 def countdown(length: int = 3, limit: int | None = 100) -> gymnasium.Env:
@@ -84,8 +101,9 @@ def test_same_seed_same_trajectories_and_different_seed_differs():
         assert all(torch.equal(x, y) for x, y in zip(ra, rb))
         rc = rollout(a, 30, seed=8)
         assert not torch.equal(ra[0], rc[0])
-        # env i is reset with seed + i: env 1 of seed 7 starts like env 0 of seed 8
-        assert torch.equal(ra[0][1], rc[0][0])
+        # per-env seeds are spawned, not seed + i: nearby seeds share no env's episodes
+        assert not torch.equal(ra[0][1], rc[0][0])
+        assert not torch.equal(ra[0][0], ra[0][1])
     finally:
         a.close()
         b.close()
@@ -110,7 +128,7 @@ def test_truncation_autoresets_in_the_same_step():
     try:
         assert env.max_episode_steps == steps
         obs = env.reset(seed=11)
-        raw_obs = [r.reset(seed=11 + i)[0] for i, r in enumerate(raw)]
+        raw_obs = [r.reset(seed=s)[0] for s, r in zip(env_seeds(11, 2), raw)]
         assert np.allclose(obs.numpy(), np.stack(raw_obs), atol=1e-6)
         actions = torch.linspace(-1, 1, 12).reshape(2, 6)
         rewards = []
@@ -239,5 +257,29 @@ def test_a_dead_worker_is_reported():
         env._procs[1].join()
         with pytest.raises(RuntimeError, match="worker 1 died while stepping"):
             env.step(torch.zeros(4, 6))
+    finally:
+        env.close()
+
+
+def test_termination_on_the_last_allowed_step_is_not_truncation():
+    """gymnasium's TimeLimit flags it truncated too; bootstrapping a terminal state would be wrong."""
+    env = GymVecEnv([functools.partial(countdown, 3, 3)], num_envs=1, workers=0)
+    try:
+        for _ in range(3):
+            r = env.step(torch.zeros(1, 1))
+        assert r.terminated.tolist() == [True] and r.truncated.tolist() == [False]
+    finally:
+        env.close()
+
+
+def test_a_worker_error_leaves_the_other_workers_in_step():
+    env = GymVecEnv([touchy], num_envs=2, workers=2)
+    try:
+        with pytest.raises(RuntimeError, match="action too large"):
+            env.step(torch.tensor([[0.9], [-0.9]]))  # env 0 raises at once, env 1 steps slowly (t = 1)
+        r = env.step(torch.tensor([[0.0], [-0.9]]))
+        # env 0 did not advance before raising; had env 1's late reply to the failed step been
+        # left unread, this step would read env 1's row before its worker wrote it (t = 1)
+        assert r.observation[:, 0].tolist() == [1.0, 2.0]
     finally:
         env.close()

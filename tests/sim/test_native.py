@@ -78,11 +78,14 @@ def test_termination_is_not_truncation():
     for _ in range(200):
         r = env.step(torch.ones(4, 3))  # full torque: the hopper falls over
         assert not (r.terminated & r.truncated).any()
-        done = r.terminated
-        if done.any():
-            final = r.info["final_observation"][done]
-            assert (final[:, 0] < 0.7).all() or (final[:, 1].abs() > 0.2).all() or (final.abs() >= 10).any()
-        seen |= done
+        final = r.info["final_observation"]  # [z, angle, 3 joints, 6 velocities clipped to +-10]
+        for i in range(4):
+            z, angle = final[i, :2].tolist()
+            fallen = not (z > 0.7 and -0.2 < angle < 0.2)
+            assert bool(r.terminated[i]) or not fallen
+            if r.terminated[i] and not fallen:  # then only Hopper-v5's |state| < 100 bound is left
+                assert (final[i, 5:].abs() >= 10).any()
+        seen |= r.terminated
     assert seen.all()
 
 
@@ -139,6 +142,87 @@ def test_bad_construction_is_a_clear_error():
     env = sim.make_env("Hopper-v5", num_envs=2)
     with pytest.raises(ValueError, match="env_ids"):
         env.render([2])
+    with pytest.raises(TypeError, match="bool mask"):
+        env.render(torch.tensor([False, True]))
+    with pytest.raises(ValueError, match="num_threads"):
+        sim.make_env("Hopper-v5", num_threads=True)
     with pytest.raises(ValueError, match="seed"):
         env.reset(seed=-1)
     assert isinstance(env, MujocoVecEnv)
+
+
+def test_observation_and_final_observation_are_separate_tensors():
+    env = sim.make_env("HalfCheetah-v5", num_envs=2)
+    r = env.step(torch.zeros(2, 6))
+    assert torch.equal(r.observation, r.info["final_observation"])
+    r.observation.sub_(1.0)
+    assert not torch.equal(r.observation, r.info["final_observation"])
+
+
+def test_envs_with_different_thread_counts_step_concurrently():
+    """Each thread count has its own worker pool: two envs stepping at once in Python threads."""
+    import threading
+
+    envs = [sim.make_env("HalfCheetah-v5", num_envs=4, num_threads=k) for k in (2, 3)]
+    errors = []
+
+    def run(env):
+        try:
+            for _ in range(300):
+                env.step(torch.zeros(4, 6))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(e,), daemon=True) for e in envs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "native stepping hung"
+    assert not errors
+
+
+def test_forked_child_steps_native_envs():
+    import os
+
+    env = sim.make_env("HalfCheetah-v5", num_envs=4, num_threads=2)
+    env.step(torch.zeros(4, 6))  # the parent's pool exists before the fork
+    pid = os.fork()
+    if pid == 0:  # child: a new pool (the parent's threads do not exist here), then a clean exit
+        try:
+            child = sim.make_env("HalfCheetah-v5", num_envs=4, num_threads=2)
+            child.step(torch.zeros(4, 6))
+        finally:
+            os._exit(0)
+    deadline = 60
+    import time
+
+    while deadline > 0:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+        deadline -= 0.1
+    else:
+        os.kill(pid, 9)
+        pytest.fail("forked child hung stepping a native env")
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_per_env_models_show_in_frames():
+    env = sim.make_env("HalfCheetah-v5", num_envs=2, per_env_models=True, render_size=(64, 64))
+    before = env.render()
+    env.models[1].geom_rgba[1:, :3] = [1.0, 0.0, 0.0]  # paint env 1's cheetah red
+    after = env.render()
+    assert torch.equal(before[0], after[0])
+    diff = after[1].float() - before[1].float()
+    changed = diff.abs().sum(-1) > 0
+    assert changed.sum() > 20  # the cheetah's pixels
+    assert (diff[changed][:, 1] <= 0).all() and diff[changed][:, 1].mean() < -50  # lost their green
+
+
+def test_closed_env_refuses_to_step():
+    env = sim.make_env("HalfCheetah-v5", num_envs=1)
+    env.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        env.step(torch.zeros(1, 6))
