@@ -21,13 +21,16 @@ from sim.registry import make_env
 class SimGymEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     """One env of task ``task`` behind gymnasium's ``Env`` API; ``render()`` returns ``[H, W, 3]`` uint8."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(self, task: str, render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
         self._env = make_env(task, num_envs=1, **kwargs)
+        #: seconds per step, as gymnasium's MuJoCo envs report it
+        self.dt = self._env.dt
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
         self.observation_space = self._env.observation_spec.to_gym()
         self.action_space = self._env.action_spec.to_gym()
         self._needs_reset = True
@@ -57,9 +60,15 @@ class SimGymEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self._env.close()
 
 
-def register_gymnasium_env(task: str) -> str:
-    """Register task ``task`` with gymnasium as ``embodied/<task>-v0``; returns the id."""
+def register_gymnasium_env(task: str, max_episode_steps: int) -> str:
+    """Register task ``task`` with gymnasium as ``embodied/<task>-v0``; returns the id.
+
+    The env truncates its episodes itself; the registered limit is the same, so that gymnasium
+    tools that read it (``TimeLimit``, vector envs, ``sim.gym_vec``) see the real horizon.
+    """
     env_id = f"embodied/{task}-v0"
     if env_id not in gymnasium.registry:
-        gymnasium.register(env_id, entry_point="sim.gym_env:SimGymEnv", kwargs={"task": task})
+        gymnasium.register(
+            env_id, entry_point="sim.gym_env:SimGymEnv", kwargs={"task": task}, max_episode_steps=max_episode_steps
+        )
     return env_id

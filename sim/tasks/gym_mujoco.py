@@ -30,20 +30,27 @@ def gymnasium_asset(filename: str) -> str:
     return path
 
 
-class HalfCheetah(MujocoTask):
+class _PlanarTask(MujocoTask):
+    """A gymnasium planar walker: its model file, and observations and rewards from qpos / qvel."""
+
+    asset: str
+
+    def build_model(self) -> mujoco.MjModel:
+        return mujoco.MjModel.from_xml_path(gymnasium_asset(self.asset))
+
+    def fields(self, model: mujoco.MjModel) -> list[Field]:
+        return [Field("qpos", "qpos"), Field("qvel", "qvel")]
+
+
+class HalfCheetah(_PlanarTask):
     name = "HalfCheetah-v5"
     instruction = "run forward as fast as possible"
     frame_skip = 5
     max_episode_steps = 1000
     reset_noise_scale = 0.1
     gaussian_qvel_noise = True
+    asset = "half_cheetah.xml"
     camera = Camera(trackbodyid=0, distance=4.0, lookat=(0.0, 0.0, 0.0), elevation=-20.0, azimuth=90.0)
-
-    def build_model(self) -> mujoco.MjModel:
-        return mujoco.MjModel.from_xml_path(gymnasium_asset("half_cheetah.xml"))
-
-    def fields(self, model: mujoco.MjModel) -> list[Field]:
-        return [Field("qpos", "qpos"), Field("qvel", "qvel")]
 
     def observe(self, state: Gathered) -> np.ndarray:
         return np.concatenate([state["qpos"][:, 1:], state["qvel"]], axis=1)
@@ -55,19 +62,14 @@ class HalfCheetah(MujocoTask):
         return Outcome(forward - ctrl, np.zeros(n, bool), np.zeros(n, bool), {"forward": forward, "ctrl": -ctrl})
 
 
-class Hopper(MujocoTask):
+class Hopper(_PlanarTask):
     name = "Hopper-v5"
     instruction = "hop forward without falling"
     frame_skip = 4
     max_episode_steps = 1000
     reset_noise_scale = 5e-3
+    asset = "hopper.xml"
     camera = Camera(trackbodyid=1, distance=4.0, lookat=(0.0, 0.0, 1.15), elevation=-20.0, azimuth=90.0)
-
-    def build_model(self) -> mujoco.MjModel:
-        return mujoco.MjModel.from_xml_path(gymnasium_asset("hopper.xml"))
-
-    def fields(self, model: mujoco.MjModel) -> list[Field]:
-        return [Field("qpos", "qpos"), Field("qvel", "qvel")]
 
     def observe(self, state: Gathered) -> np.ndarray:
         return np.concatenate([state["qpos"][:, 1:], np.clip(state["qvel"], -10.0, 10.0)], axis=1)

@@ -178,4 +178,4 @@ def _factory(name: str, num_envs: int, seed: int, render_size: tuple[int, int], 
 
 for _posture, _spec in POSTURES.items():
     register_task(f"humanoid-{_posture}", _factory, instruction=_spec.instruction, family="humanoid")
-    register_gymnasium_env(f"humanoid-{_posture}")
+    register_gymnasium_env(f"humanoid-{_posture}", HumanoidPosture.max_episode_steps)

@@ -418,28 +418,31 @@ def test_missing_isaacgym_says_how_to_install(monkeypatch: pytest.MonkeyPatch, a
         make_isaacgym_env(make_task(asset))
 
 
-def test_isaacgym_imported_after_torch_says_to_import_it_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Isaac Gym's own check raises from inside `from isaacgym import gymapi`.
+@pytest.mark.parametrize(
+    "failure, expected",
+    [
+        # Isaac Gym's own check raises from inside `from isaacgym import gymapi`
+        (
+            ImportError("PyTorch was imported before isaacgym modules.  Please import torch after isaacgym modules."),
+            "first import of your script, before `import torch`",
+        ),
+        (
+            RuntimeError("No gym module found for the active version of Python (3.11)"),
+            r"failed to import: No gym module.*Python 3\.6-3\.8 only",
+        ),
+    ],
+)
+def test_isaacgym_import_failures_say_how_to_fix_them(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception, expected: str
+) -> None:
     package = types.ModuleType("isaacgym")
 
     def refuse(name: str) -> object:
-        raise ImportError("PyTorch was imported before isaacgym modules.  Please import torch after isaacgym modules.")
+        raise failure
 
     package.__getattr__ = refuse
     monkeypatch.setitem(sys.modules, "isaacgym", package)
-    with pytest.raises(ImportError, match="first import of your script, before `import torch`"):
-        require_isaacgym()
-
-
-def test_isaacgym_without_bindings_for_this_python(monkeypatch: pytest.MonkeyPatch) -> None:
-    package = types.ModuleType("isaacgym")
-
-    def refuse(name: str) -> object:
-        raise RuntimeError("No gym module found for the active version of Python (3.11)")
-
-    package.__getattr__ = refuse
-    monkeypatch.setitem(sys.modules, "isaacgym", package)
-    with pytest.raises(ImportError, match=r"failed to import: No gym module.*Python 3\.6-3\.8 only"):
+    with pytest.raises(ImportError, match=expected):
         require_isaacgym()
 
 

@@ -226,3 +226,11 @@ def test_closed_env_refuses_to_step():
     env.close()
     with pytest.raises(RuntimeError, match="closed"):
         env.step(torch.zeros(1, 6))
+
+
+def test_gym_backend_wraps_our_registered_gymnasium_env():
+    """Through gymnasium's registry, sim.gym_vec sees the humanoid's real horizon and control rate."""
+    with sim.make_env("embodied/humanoid-standing-v0", num_envs=2, backend="gym", workers=0) as env:
+        assert env.max_episode_steps == 100
+        assert env.dt == pytest.approx(0.015)
+        assert env.observation_spec.shape == (348,)
