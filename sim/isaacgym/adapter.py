@@ -74,8 +74,9 @@ class IsaacGymVecEnv(VecEnv):
 
     Caveats from Isaac Gym: the observation returned for a just-reset env sees its reset root
     and DOF states, but rigid-body states and contact forces of that env update only at the
-    next physics step; GPU PhysX is not bitwise deterministic, so a seed fixes the reset
-    states, not necessarily whole trajectories. ``render`` renders every env's camera (Isaac
+    next physics step; GPU PhysX is not bitwise deterministic, so a seed fixes the initial
+    reset states only: reset noise comes from one generator shared by all envs, so a later
+    reset depends on which envs finished before it, and hence on the physics. ``render`` renders every env's camera (Isaac
     Gym renders all camera sensors at once) and returns those asked for.
     """
 
