@@ -30,11 +30,6 @@ class BoxSpec:
     def unbounded(cls, shape: tuple[int, ...]) -> "BoxSpec":
         return cls(shape, np.full(shape, -np.inf), np.full(shape, np.inf))
 
-    @classmethod
-    def from_gym(cls, space: Any) -> "BoxSpec":
-        """A gymnasium ``Box`` as a spec (float32 on our side, whatever the space's dtype)."""
-        return cls(tuple(space.shape), np.asarray(space.low, np.float64), np.asarray(space.high, np.float64))
-
     def to_gym(self) -> Any:
         import gymnasium
 

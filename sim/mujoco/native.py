@@ -17,7 +17,7 @@ import ctypes
 import glob
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import mujoco
 import numpy as np
@@ -82,8 +82,6 @@ class MujocoTask(abc.ABC):
     reset_noise_scale: float = 0.0
     #: qvel noise is Gaussian (HalfCheetah) instead of uniform
     gaussian_qvel_noise: bool = False
-    action_low: np.ndarray | None = None
-    action_high: np.ndarray | None = None
 
     @abc.abstractmethod
     def build_model(self) -> mujoco.MjModel:
@@ -208,10 +206,8 @@ class MujocoVecEnv(VecEnv):
                 "pass threads='python' to use the pure-Python loop"
             )
 
-        ctrlrange = base.actuator_ctrlrange
-        low = task.action_low if task.action_low is not None else ctrlrange[:, 0]
-        high = task.action_high if task.action_high is not None else ctrlrange[:, 1]
-        self.action_spec = BoxSpec((base.nu,), np.asarray(low, np.float64), np.asarray(high, np.float64))
+        ctrlrange = base.actuator_ctrlrange.astype(np.float64)
+        self.action_spec = BoxSpec((base.nu,), ctrlrange[:, 0], ctrlrange[:, 1])
         self._rngs = split_seed(seed, num_envs)
         self._steps = np.zeros(num_envs, np.int64)
         self._stats = EpisodeStats(num_envs)
@@ -358,13 +354,3 @@ def make_native(
         raise TypeError(f"unknown option(s) {unknown} for task {task.name!r}; allowed: {sorted(allowed)}")
     return MujocoVecEnv(task, num_envs, seed, render_size, **kwargs)
 
-
-def body_ids(model: mujoco.MjModel, names: Sequence[str]) -> list[int]:
-    """Body indices by name, with an error naming the missing body."""
-    ids = []
-    for n in names:
-        i = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n)
-        if i < 0:
-            raise ValueError(f"model has no body named {n!r}")
-        ids.append(i)
-    return ids
