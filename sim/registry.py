@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from sim.vec_env import VecEnv, check_env_args
 
 #: modules whose import registers a task family
-_FAMILY_MODULES = ("sim.tasks.humanoid", "sim.tasks.gym_mujoco", "sim.tasks.metaworld")
+_FAMILY_MODULES = ("sim.tasks.humanoid", "sim.tasks.gym_mujoco", "sim.tasks.metaworld", "sim.tasks.toy")
 
 
 class TaskFactory(Protocol):

@@ -1,0 +1,142 @@
+"""Evaluation of a policy: mean return, success rate and a video; ``embodied-eval`` runs it on a
+saved checkpoint.
+
+    embodied-eval runs/metaworld/reach/2026-11-23_10-00-00            # newest checkpoint of a run
+    embodied-eval runs/.../checkpoints/step_000000300000 --episodes 20 --out eval/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import sim
+from embodied.policies.gaussian_mlp import GaussianMLPPolicy
+from sim.vec_env import VecEnv
+
+
+@dataclass
+class EvalResult:
+    mean_return: float
+    std_return: float
+    success_rate: float
+    mean_length: float
+    returns: list[float] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
+    video: str | None = None
+
+    def metrics(self) -> dict[str, float]:
+        return {"eval/mean_return": self.mean_return, "eval/std_return": self.std_return,
+                "eval/success_rate": self.success_rate, "eval/episode_length": self.mean_length}
+
+
+@torch.no_grad()
+def evaluate(policy: GaussianMLPPolicy, env: VecEnv, episodes: int, seed: int, deterministic: bool = True,
+             video_path: Path | None = None, device: torch.device | str = "cpu") -> EvalResult:
+    """Run ``episodes`` episodes on ``env`` (reset with ``seed``) and report the env's return and
+    whether each episode reached success at some step. ``video_path``: an mp4 of env 0's first
+    episode."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    was_training = policy.training
+    policy.eval()
+    low = torch.as_tensor(env.action_spec.low, dtype=torch.float32, device=device)
+    high = torch.as_tensor(env.action_spec.high, dtype=torch.float32, device=device)
+    obs = env.reset(seed=seed)
+    ever_success = torch.zeros(env.num_envs, dtype=torch.bool)
+    returns: list[float] = []
+    successes: list[bool] = []
+    lengths: list[float] = []
+    frames: list[np.ndarray] = []
+    recording = video_path is not None
+    max_steps = (math.ceil(episodes / env.num_envs) + 1) * env.max_episode_steps
+    for _ in range(max_steps):
+        if recording:
+            frames.append(env.render([0])[0].numpy())
+        action, _, _ = policy.act(obs.to(device), deterministic=deterministic)
+        result = env.step(torch.maximum(torch.minimum(action, high), low).cpu())
+        ever_success |= result.info["success"]
+        done = result.terminated | result.truncated
+        for i in done.nonzero().flatten().tolist():
+            if len(returns) < episodes:
+                returns.append(float(result.info["episode_return"][i]))
+                lengths.append(float(result.info["episode_length"][i]))
+                successes.append(bool(ever_success[i]))
+            if i == 0 and recording:
+                recording = False
+        ever_success &= ~done
+        obs = result.observation
+        if len(returns) >= episodes:
+            break
+    policy.train(was_training)
+    video = None
+    if video_path is not None and frames:
+        from sim.dataset.video import encode_video
+
+        video_path.parent.mkdir(parents=True, exist_ok=True)
+        encode_video(video_path, np.stack(frames), fps=max(1, min(60, round(1 / env.dt))))
+        video = str(video_path)
+    r = np.asarray(returns, dtype=np.float64)
+    return EvalResult(float(r.mean()), float(r.std()), float(np.mean(successes)), float(np.mean(lengths)),
+                      returns, successes, video)
+
+
+def policy_from_checkpoint(path: str | Path, device: str = "cpu") -> tuple[GaussianMLPPolicy, dict, Path]:
+    """The policy of a checkpoint (or of a run's newest checkpoint), its config dict and the
+    checkpoint directory."""
+    from embodied.checkpoint import load_checkpoint
+    from embodied.trainer import build_policy
+
+    ckpt = load_checkpoint(path)
+    config = ckpt.config
+    obs_dim, act_dim = ckpt.meta["obs_dim"], ckpt.meta["act_dim"]
+    policy = build_policy(config["policy"], config["algo"], obs_dim, act_dim)
+    policy.load_state_dict(ckpt.policy)
+    return policy.to(device).eval(), config, ckpt.path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="embodied-eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a run directory (its newest checkpoint) or a checkpoints/step_* dir")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--num-envs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=12345, help="seed of the evaluation episodes")
+    parser.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the mean")
+    parser.add_argument("--no-video", action="store_true")
+    parser.add_argument("--out", help="output directory (default: <checkpoint>/eval)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.num_envs < 1:
+        parser.error("--episodes and --num-envs must be >= 1")
+    try:
+        policy, config, ckpt_dir = policy_from_checkpoint(args.checkpoint, args.device)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"embodied-eval: error: {err}", file=sys.stderr)
+        return 2
+    task = config["task"]
+    out = Path(args.out) if args.out else ckpt_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    env = sim.make_env(task["name"], num_envs=min(args.num_envs, args.episodes), seed=args.seed,
+                       render_size=tuple(task["render_size"]), backend=task["backend"], **task["options"])
+    try:
+        result = evaluate(policy, env, args.episodes, args.seed, deterministic=not args.stochastic,
+                          video_path=None if args.no_video else out / "eval.mp4", device=args.device)
+    finally:
+        env.close()
+    report = {"checkpoint": str(ckpt_dir), "task": task["name"], "episodes": args.episodes, **asdict(result)}
+    (out / "eval.json").write_text(json.dumps(report, indent=1))
+    print(f"{task['name']}: return {result.mean_return:.2f} ± {result.std_return:.2f}, "
+          f"success {result.success_rate:.0%} over {args.episodes} episodes -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""``embodied-train``: the hydra application that launches a training run.
+
+    embodied-train                                         # the default launch (configs/config.yaml)
+    embodied-train task=halfcheetah algo=cleanrl seed=1    # pick config-group options, override keys
+    embodied-train -m seed=0,1,2                           # a sweep (one run per value)
+    embodied-train resume=runs/metaworld/reach/2026-11-23_10-00-00   # continue a killed run
+    torchrun --nproc_per_node=2 -m embodied.train algo.num_envs=8    # data-parallel PPO
+
+Each run writes to its own directory (``runs/<task>/<time>``; ``multirun/<time>/<n>`` for sweeps):
+``config.yaml``, ``metrics.csv``, ``tb/``, ``videos/``, ``checkpoints/``, ``learning_curve.png``
+and ``result.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from embodied.config import RESUMABLE_KEYS, ConfigError, TrainConfig, register_configs, to_train_config
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
+log = logging.getLogger("embodied.train")
+
+
+def _run_dir(resume: str | None, default: str) -> str:
+    """hydra.run.dir: a resumed run writes into its own directory."""
+    return str(resume) if resume else default
+
+
+def _register() -> None:
+    register_configs()
+    if not OmegaConf.has_resolver("embodied_run_dir"):
+        OmegaConf.register_new_resolver("embodied_run_dir", _run_dir)
+
+
+_register()
+
+
+def compose_config(overrides: list[str] | None = None) -> TrainConfig:
+    """The ``TrainConfig`` that ``embodied-train <overrides>`` would run, without running it
+    (for scripts, notebooks and benchmarks)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides or []))
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    return to_train_config(cfg)
+
+
+def _resume_config(cfg: DictConfig) -> TrainConfig:
+    """The saved config of the run being resumed, with the overrides a resume may change."""
+    from embodied.checkpoint import find_checkpoint, load_checkpoint
+
+    run_dir = Path(cfg.resume)
+    ckpt = load_checkpoint(find_checkpoint(run_dir))
+    saved = OmegaConf.create(ckpt.config)
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.split(".")[0] not in RESUMABLE_KEYS:
+            raise ConfigError(f"{key}: a resumed run continues with its saved config; only "
+                              f"{', '.join(k for k in RESUMABLE_KEYS if k not in ('resume', 'run_dir'))} "
+                              "may change on resume")
+        saved.merge_with(OmegaConf.from_dotlist([override.lstrip("+")]))
+    saved.resume = str(run_dir)
+    saved.run_dir = str(run_dir)
+    return to_train_config(saved)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from embodied.trainer import train
+
+    try:
+        if cfg.resume:
+            config = _resume_config(cfg)
+        else:
+            config = to_train_config(cfg)
+            config.run_dir = HydraConfig.get().runtime.output_dir
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"embodied-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    result = train(config)
+    if result.final_eval:
+        log.info("done: %d steps in %s; eval %s", result.global_step, result.run_dir, result.final_eval)
+        # the value a hydra sweeper optimises
+        return result.final_eval.get("eval/mean_return")
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""The training loop: collect a rollout from the batched envs, score it with the reward terms,
+update the policy with PPO; log, evaluate and checkpoint on the way.
+
+``train(config)`` is the library entry point (``embodied-train`` calls it after hydra has built
+the config). A resumed run continues from the newest checkpoint of ``config.resume``: step
+counter, learning-rate schedule, normaliser statistics, optimiser and logs carry on; the envs
+start fresh episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import sim
+from embodied.algos.ppo import PPO
+from embodied.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from embodied.config import TrainConfig, to_dict
+from embodied.data.rollout import RolloutBuffer
+from embodied.distributed import Distributed, init_distributed, shutdown_distributed
+from embodied.evaluate import EvalResult, evaluate
+from embodied.logger import RunLogger
+from embodied.ops import RunningNormalizer
+from embodied.plot import plot_learning_curve
+from embodied.policies.gaussian_mlp import GaussianMLPPolicy
+from embodied.rewards import CompositeReward
+
+log = logging.getLogger("embodied.train")
+
+#: an offset between the seeds of the training envs, the eval envs and each rank
+_EVAL_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    global_step: int
+    #: the last evaluation's metrics (eval/mean_return, eval/success_rate, ...)
+    final_eval: dict[str, float] = field(default_factory=dict)
+    #: env steps per second of the whole training loop (rollouts and updates, no evaluation)
+    steps_per_second: float = 0.0
+
+
+def build_policy(policy_cfg: dict[str, Any], algo_cfg: dict[str, Any], obs_dim: int, act_dim: int) -> GaussianMLPPolicy:
+    return GaussianMLPPolicy(obs_dim, act_dim, actor_hidden=list(policy_cfg["actor_hidden"]),
+                             critic_hidden=list(policy_cfg["critic_hidden"]), activation=policy_cfg["activation"],
+                             init_log_std=policy_cfg["init_log_std"], orthogonal_init=policy_cfg["orthogonal_init"],
+                             normalize_obs=algo_cfg["normalize_obs"], clip_obs=algo_cfg["clip_obs"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _crossed(prev: int, now: int, every: int) -> bool:
+    return every > 0 and now // every > prev // every
+
+
+class Trainer:
+    """One training run (one rank of it under torchrun)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        config.validate()
+        self.config = config
+        self.dist, self.device = init_distributed(config.device)
+        if config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device={config.device} but no CUDA GPU is visible; use device=cpu")
+        if config.torch_threads is not None:
+            torch.set_num_threads(config.torch_threads)
+        algo, task = config.algo, config.task
+        self.run_dir = Path(config.run_dir or "runs/unnamed")
+        self.rank_seed = config.seed + self.dist.rank * _EVAL_SEED_OFFSET * 2
+        _seed_everything(self.rank_seed)
+
+        self.env = sim.make_env(task.name, num_envs=algo.num_envs, seed=self.rank_seed,
+                                render_size=tuple(task.render_size), backend=task.backend, **task.options)
+        obs_shape, act_shape = self.env.observation_spec.shape, self.env.action_spec.shape
+        if len(obs_shape) != 1 or len(act_shape) != 1:
+            raise ValueError(f"task {task.name}: the Gaussian MLP policy needs flat observations and actions, "
+                             f"got observation {obs_shape} and action {act_shape}")
+        self.obs_dim, self.act_dim = obs_shape[0], act_shape[0]
+        self.act_low = torch.as_tensor(self.env.action_spec.low, dtype=torch.float32, device=self.device)
+        self.act_high = torch.as_tensor(self.env.action_spec.high, dtype=torch.float32, device=self.device)
+
+        self.policy = build_policy(to_dict(config.policy), to_dict(algo), self.obs_dim, self.act_dim).to(self.device)
+        self.generator = torch.Generator().manual_seed(self.rank_seed)
+        self.ppo = PPO(self.policy, learning_rate=algo.learning_rate, num_minibatches=algo.num_minibatches,
+                       update_epochs=algo.update_epochs, clip_coef=algo.clip_coef, clip_vloss=algo.clip_vloss,
+                       ent_coef=algo.ent_coef, vf_coef=algo.vf_coef, max_grad_norm=algo.max_grad_norm,
+                       target_kl=algo.target_kl, norm_adv=algo.norm_adv, adam_eps=algo.adam_eps,
+                       grad_sync=self.dist.average_gradients if self.dist.enabled else None,
+                       generator=self.generator)
+        self.reward = CompositeReward(config.reward.weights)
+        # reward scaling by the running std of the discounted return (gymnasium's NormalizeReward)
+        self.reward_norm = (RunningNormalizer((), center=False, clip=algo.clip_reward).to(self.device)
+                            if algo.normalize_reward else None)
+        self.buffer = RolloutBuffer(algo.num_steps, algo.num_envs, self.obs_dim, self.act_dim, self.device)
+        self.batch_steps = algo.num_envs * algo.num_steps * self.dist.world_size
+        self.num_updates = math.ceil(config.total_steps / self.batch_steps)
+        self.global_step, self.update_idx = 0, 0
+        if config.resume:
+            self._restore(config.resume)
+        self.dist.broadcast_module(self.policy)
+        self.logger = (RunLogger(self.run_dir, self.num_updates * self.batch_steps, self.global_step,
+                                 config.log.tensorboard, config.log.progress) if self.dist.is_main else None)
+        if self.dist.is_main:
+            self._write_config()
+
+    # ---- state ------------------------------------------------------------------------
+    def _write_config(self) -> None:
+        from omegaconf import OmegaConf
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_dict(self.config)))
+
+    def _restore(self, path: str) -> None:
+        ckpt = load_checkpoint(path)
+        if (ckpt.meta["obs_dim"], ckpt.meta["act_dim"]) != (self.obs_dim, self.act_dim):
+            raise ValueError(f"checkpoint {ckpt.path} is for obs/action sizes {ckpt.meta['obs_dim']}/"
+                             f"{ckpt.meta['act_dim']}, this task has {self.obs_dim}/{self.act_dim}")
+        self.policy.load_state_dict(ckpt.policy)
+        restore_optimizer(self.ppo.optimizer, ckpt)
+        if self.reward_norm is not None:
+            self.reward_norm.load_state_dict({k[len("reward_norm."):]: v for k, v in ckpt.trainer.items()
+                                              if k.startswith("reward_norm.")})
+        if self.dist.is_main and "rng.torch" in ckpt.trainer:
+            torch.set_rng_state(ckpt.trainer["rng.torch"])
+            self.generator.set_state(ckpt.trainer["rng.generator"])
+        else:
+            _seed_everything(self.rank_seed + ckpt.update)
+        self.global_step, self.update_idx = ckpt.step, ckpt.update
+        log.info("resumed from %s at step %d (update %d)", ckpt.path, ckpt.step, ckpt.update)
+
+    def save(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        extra = {"rng.torch": torch.get_rng_state(), "rng.generator": self.generator.get_state()}
+        if self.reward_norm is not None:
+            extra.update({f"reward_norm.{k}": v for k, v in self.reward_norm.state_dict().items()})
+        return save_checkpoint(self.run_dir, self.global_step, self.update_idx, to_dict(self.config), self.policy,
+                               self.ppo.optimizer, extra,
+                               {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "task": self.config.task.name,
+                                "world_size": self.dist.world_size}, self.config.checkpoint.keep)
+
+    # ---- loop -------------------------------------------------------------------------
+    def _normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.policy.obs_normalizer is not None:
+            self.policy.normalize(self.dist.all_gather(obs), update=True)  # every rank merges the same batch
+        return self.policy.normalize(obs)
+
+    def _scale_rewards(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        if self.reward_norm is None:
+            return reward
+        self.disc_return = self.disc_return * self.config.algo.gamma + reward
+        self.reward_norm(self.dist.all_gather(self.disc_return), update=True)
+        scaled = self.reward_norm(reward, update=False).to(reward.dtype)
+        self.disc_return = torch.where(done, 0.0, self.disc_return)
+        return scaled
+
+    def collect(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """One rollout of ``num_steps`` into the buffer; returns the next observation and the
+        rollout's episode statistics (sums and counts, reduced across ranks by the caller)."""
+        algo, env, dev = self.config.algo, self.env, self.device
+        needs = self.reward.needs
+        stats: dict[str, float] = {"episodes": 0.0, "return_sum": 0.0, "success_sum": 0.0, "length_sum": 0.0}
+        term_sums = {name: 0.0 for name in self.reward.terms}
+        for _ in range(algo.num_steps):
+            x = self._normalize_obs(obs.to(dev))
+            action, log_prob, value = self.policy.act(x, normalized=True)
+            clipped = torch.maximum(torch.minimum(action, self.act_high), self.act_low)
+            result = env.step(clipped.cpu())
+            batch: dict[str, Any] = {"env_reward": result.reward, "success": result.info["success"]}
+            if "obs" in needs:
+                batch["obs"] = obs
+            if "next_obs" in needs:
+                batch["next_obs"] = result.info["final_observation"]
+            if "actions" in needs:
+                batch["actions"] = clipped.cpu()
+            if "frames" in needs:
+                batch["frames"] = env.render()
+            if "instructions" in needs:
+                batch["instructions"] = env.instructions
+            reward, terms = self.reward(batch)
+            for name, value_ in terms.items():
+                term_sums[name] += float(value_.float().mean())
+            terminated, truncated = result.terminated.to(dev), result.truncated.to(dev)
+            done = terminated | truncated
+            train_reward = self._scale_rewards(reward.to(dev, torch.float32), done)
+            final_values = None
+            if truncated.any():
+                with torch.no_grad():
+                    final_values = self.policy.value(result.info["final_observation"].to(dev))
+            self.buffer.add(x, action, log_prob, value, train_reward, terminated, truncated, final_values)
+            self.ever_success |= result.info["success"]
+            done_cpu = done.cpu()
+            if done_cpu.any():
+                stats["episodes"] += float(done_cpu.sum())
+                stats["return_sum"] += float(result.info["episode_return"][done_cpu].sum())
+                stats["length_sum"] += float(result.info["episode_length"][done_cpu].sum())
+                stats["success_sum"] += float(self.ever_success[done_cpu].sum())
+                self.ever_success &= ~done_cpu
+            obs = result.observation
+        for name, total in term_sums.items():
+            stats[f"term/{name}"] = total / algo.num_steps
+        return obs, stats
+
+    def evaluate(self) -> EvalResult:
+        cfg, task = self.config.eval, self.config.task
+        env = sim.make_env(task.name, num_envs=min(cfg.num_envs, cfg.episodes), seed=self.config.seed + _EVAL_SEED_OFFSET,
+                           render_size=tuple(task.render_size), backend=task.backend, **task.options)
+        try:
+            video = self.run_dir / "videos" / f"eval_{self.global_step:012d}.mp4" if cfg.video else None
+            return evaluate(self.policy, env, cfg.episodes, self.config.seed + _EVAL_SEED_OFFSET,
+                            cfg.deterministic, video, self.device)
+        finally:
+            env.close()
+
+    def run(self) -> TrainResult:
+        config, algo = self.config, self.config.algo
+        obs = self.env.reset(seed=self.rank_seed + self.update_idx)
+        self.disc_return = torch.zeros(algo.num_envs, device=self.device)
+        self.ever_success = torch.zeros(algo.num_envs, dtype=torch.bool)
+        final_eval: dict[str, float] = {}
+        train_time, start_step = 0.0, self.global_step
+        while self.update_idx < self.num_updates:
+            t0 = time.perf_counter()
+            if algo.anneal_lr:
+                self.ppo.set_learning_rate(algo.learning_rate * (1.0 - self.update_idx / self.num_updates))
+            obs, stats = self.collect(obs)
+            with torch.no_grad():
+                next_value = self.policy.value(self.policy.normalize(obs.to(self.device)))
+            self.buffer.compute_advantages(next_value, algo.gamma, algo.gae_lambda)
+            metrics = self.ppo.update(self.buffer)
+            self.buffer.clear()
+            prev_step = self.global_step
+            self.global_step += self.batch_steps
+            self.update_idx += 1
+            dt = time.perf_counter() - t0
+            train_time += dt
+            self._log(metrics, stats, dt)
+            last = self.update_idx == self.num_updates
+            if last or _crossed(prev_step, self.global_step, config.eval.every_steps):
+                final_eval = self._evaluate_and_log()
+            if last or _crossed(prev_step, self.global_step, config.checkpoint.every_steps):
+                self.save()
+        done_steps = self.global_step - start_step
+        return TrainResult(self.run_dir, self.global_step, final_eval,
+                           done_steps / train_time if train_time > 0 else 0.0)
+
+    def _evaluate_and_log(self) -> dict[str, float]:
+        if not self.dist.is_main:
+            return {}
+        result = self.evaluate()
+        metrics = result.metrics()
+        assert self.logger is not None
+        self.logger.log(self.global_step, metrics)
+        log.info("step %d: eval return %.2f, success %.0f%%", self.global_step, result.mean_return,
+                 100 * result.success_rate)
+        return metrics
+
+    def _log(self, metrics: dict[str, float], stats: dict[str, float], seconds: float) -> None:
+        keys = sorted(stats)
+        reduced = self.dist.all_reduce_sum(torch.tensor([stats[k] for k in keys], dtype=torch.float64))
+        totals = dict(zip(keys, reduced.tolist()))
+        if self.logger is None:
+            return
+        out = {f"loss/{k}": v for k, v in metrics.items()}
+        out["perf/steps_per_second"] = self.batch_steps / seconds
+        for k in keys:
+            if k.startswith("term/"):
+                out[f"reward/{k[5:]}"] = totals[k] / self.dist.world_size
+        episodes = totals["episodes"]
+        if episodes > 0:
+            out["train/episode_return"] = totals["return_sum"] / episodes
+            out["train/success_rate"] = totals["success_sum"] / episodes
+            out["train/episode_length"] = totals["length_sum"] / episodes
+        self.logger.log(self.global_step, out)
+        self.logger.progress(self.global_step, ret=out.get("train/episode_return", math.nan),
+                             success=out.get("train/success_rate", math.nan))
+
+    def close(self) -> None:
+        self.env.close()
+        if self.logger is not None:
+            self.logger.close()
+            if self.config.log.plot:
+                plot_learning_curve(self.run_dir)
+        shutdown_distributed()
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train with ``config`` and return where the run went and how it ended."""
+    trainer = Trainer(config)
+    try:
+        result = trainer.run()
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        summary = {"global_step": result.global_step, "steps_per_second": result.steps_per_second, **result.final_eval}
+        (trainer.run_dir / "result.json").write_text(json.dumps(summary, indent=1))
+    return result
