@@ -96,9 +96,9 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def find_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory from itself or from a run directory (its newest checkpoint)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; pass a run directory (runs/...) or one of its "
-                                "checkpoints/step_* directories")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist or is not a directory; pass a run directory "
+                                "(runs/...) or one of its checkpoints/step_* directories")
     if (path / "meta.json").is_file() and (path / "policy.safetensors").is_file():
         return path
     found = list_checkpoints(path)

@@ -218,9 +218,12 @@ def to_train_config(cfg: DictConfig | TrainConfig | dict[str, Any]) -> TrainConf
     if isinstance(cfg, TrainConfig):
         config = cfg
     else:
-        schema = OmegaConf.structured(TrainConfig)
+        source = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+        # reward weights are replaced, not merged into the default {env: 1.0}
+        given = OmegaConf.select(source, "reward.weights") is not None
+        schema = OmegaConf.structured(TrainConfig(reward=RewardConfig(weights={})) if given else TrainConfig)
         try:
-            merged = OmegaConf.merge(schema, cfg)
+            merged = OmegaConf.merge(schema, source)
             config = OmegaConf.to_object(merged)  # type: ignore[assignment]
         except Exception as err:  # omegaconf's validation errors: unknown key, wrong type
             raise ConfigError(str(err).split("\n    full_key")[0]) from None
@@ -229,7 +232,7 @@ def to_train_config(cfg: DictConfig | TrainConfig | dict[str, Any]) -> TrainConf
     return config
 
 
-def to_dict(config: Any) -> dict[str, Any]:
+def to_dict(config: Any) -> Any:
     """A dataclass config as plain nested dicts/lists (for YAML, JSON, checkpoints)."""
     if is_dataclass(config) and not isinstance(config, type):
         return {f.name: to_dict(getattr(config, f.name)) for f in fields(config)}

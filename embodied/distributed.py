@@ -62,6 +62,17 @@ class Distributed:
             for tensor in [*module.parameters(), *module.buffers()]:
                 dist.broadcast(tensor.data, src=0)
 
+    def check_in_sync(self, module: nn.Module) -> None:
+        """Raise if this rank's parameters differ from rank 0's (a data-parallel bug)."""
+        if not self.enabled:
+            return
+        flat = torch.cat([p.detach().reshape(-1).float() for p in module.parameters()])
+        reference = flat.clone()
+        dist.broadcast(reference, src=0)
+        if not torch.equal(flat, reference):
+            raise RuntimeError(f"rank {self.rank}'s parameters diverged from rank 0's "
+                               f"(max difference {float((flat - reference).abs().max()):.3g})")
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,14 +49,17 @@ def evaluate(policy: GaussianMLPPolicy, env: VecEnv, episodes: int, seed: int, d
     low = torch.as_tensor(env.action_spec.low, dtype=torch.float32, device=device)
     high = torch.as_tensor(env.action_spec.high, dtype=torch.float32, device=device)
     obs = env.reset(seed=seed)
-    ever_success = torch.zeros(env.num_envs, dtype=torch.bool)
+    # each env plays a fixed share of the episodes, so short (failed) episodes are not over-counted
+    n = env.num_envs
+    quota = [episodes // n + (i < episodes % n) for i in range(n)]
+    played = [0] * n
+    ever_success = torch.zeros(n, dtype=torch.bool)
     returns: list[float] = []
     successes: list[bool] = []
     lengths: list[float] = []
     frames: list[np.ndarray] = []
     recording = video_path is not None
-    max_steps = (math.ceil(episodes / env.num_envs) + 1) * env.max_episode_steps
-    for _ in range(max_steps):
+    for _ in range((max(quota) + 1) * env.max_episode_steps):
         if recording:
             frames.append(env.render([0])[0].numpy())
         action, _, _ = policy.act(obs.to(device), deterministic=deterministic)
@@ -65,15 +67,16 @@ def evaluate(policy: GaussianMLPPolicy, env: VecEnv, episodes: int, seed: int, d
         ever_success |= result.info["success"]
         done = result.terminated | result.truncated
         for i in done.nonzero().flatten().tolist():
-            if len(returns) < episodes:
+            if played[i] < quota[i]:
                 returns.append(float(result.info["episode_return"][i]))
                 lengths.append(float(result.info["episode_length"][i]))
                 successes.append(bool(ever_success[i]))
-            if i == 0 and recording:
+            played[i] += 1
+            if i == 0:
                 recording = False
         ever_success &= ~done
         obs = result.observation
-        if len(returns) >= episodes:
+        if all(p >= q for p, q in zip(played, quota)):
             break
     policy.train(was_training)
     video = None
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else ckpt_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
     env = sim.make_env(task["name"], num_envs=min(args.num_envs, args.episodes), seed=args.seed,
-                       render_size=tuple(task["render_size"]), backend=task["backend"], **task["options"])
+                       render_size=(task["render_size"][0], task["render_size"][1]), backend=task["backend"], **task["options"])
     try:
         result = evaluate(policy, env, args.episodes, args.seed, deterministic=not args.stochastic,
                           video_path=None if args.no_video else out / "eval.mp4", device=args.device)

@@ -28,8 +28,19 @@ log = logging.getLogger("embodied.train")
 
 
 def _run_dir(resume: str | None, default: str) -> str:
-    """hydra.run.dir: a resumed run writes into its own directory."""
-    return str(resume) if resume else default
+    """hydra.run.dir: a resumed run writes into its own directory (a missing one is reported by
+    ``main``, rather than created here by hydra)."""
+    return str(resume) if resume and Path(resume).is_dir() else default
+
+
+def _discard_unused_run_dir() -> None:
+    """Remove the directory hydra made for a launch that failed before training started."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if run_dir.is_dir() and not any(p.name != "train.log" for p in run_dir.iterdir()):
+        logging.shutdown()
+        for p in run_dir.iterdir():
+            p.unlink()
+        run_dir.rmdir()
 
 
 def _register() -> None:
@@ -48,7 +59,6 @@ def compose_config(overrides: list[str] | None = None) -> TrainConfig:
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides or []))
-    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
     return to_train_config(cfg)
 
 
@@ -82,8 +92,10 @@ def main(cfg: DictConfig) -> float | None:
         else:
             config = to_train_config(cfg)
             config.run_dir = HydraConfig.get().runtime.output_dir
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"embodied-train: error: {err}", file=sys.stderr)
+        if not cfg.resume or not Path(cfg.resume).is_dir():
+            _discard_unused_run_dir()
         sys.exit(2)
     result = train(config)
     if result.final_eval:

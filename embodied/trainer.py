@@ -84,7 +84,7 @@ class Trainer:
         _seed_everything(self.rank_seed)
 
         self.env = sim.make_env(task.name, num_envs=algo.num_envs, seed=self.rank_seed,
-                                render_size=tuple(task.render_size), backend=task.backend, **task.options)
+                                render_size=(task.render_size[0], task.render_size[1]), backend=task.backend, **task.options)
         obs_shape, act_shape = self.env.observation_spec.shape, self.env.action_spec.shape
         if len(obs_shape) != 1 or len(act_shape) != 1:
             raise ValueError(f"task {task.name}: the Gaussian MLP policy needs flat observations and actions, "
@@ -109,6 +109,9 @@ class Trainer:
         self.batch_steps = algo.num_envs * algo.num_steps * self.dist.world_size
         self.num_updates = math.ceil(config.total_steps / self.batch_steps)
         self.global_step, self.update_idx = 0, 0
+        # per-env state across rollouts: discounted return (reward scaling), success so far
+        self.disc_return = torch.zeros(algo.num_envs, device=self.device)
+        self.ever_success = torch.zeros(algo.num_envs, dtype=torch.bool)
         if config.resume:
             self._restore(config.resume)
         self.dist.broadcast_module(self.policy)
@@ -143,6 +146,7 @@ class Trainer:
         log.info("resumed from %s at step %d (update %d)", ckpt.path, ckpt.step, ckpt.update)
 
     def save(self) -> Path | None:
+        self.dist.check_in_sync(self.policy)
         if not self.dist.is_main:
             return None
         extra = {"rng.torch": torch.get_rng_state(), "rng.generator": self.generator.get_state()}
@@ -218,7 +222,7 @@ class Trainer:
     def evaluate(self) -> EvalResult:
         cfg, task = self.config.eval, self.config.task
         env = sim.make_env(task.name, num_envs=min(cfg.num_envs, cfg.episodes), seed=self.config.seed + _EVAL_SEED_OFFSET,
-                           render_size=tuple(task.render_size), backend=task.backend, **task.options)
+                           render_size=(task.render_size[0], task.render_size[1]), backend=task.backend, **task.options)
         try:
             video = self.run_dir / "videos" / f"eval_{self.global_step:012d}.mp4" if cfg.video else None
             return evaluate(self.policy, env, cfg.episodes, self.config.seed + _EVAL_SEED_OFFSET,
@@ -229,8 +233,6 @@ class Trainer:
     def run(self) -> TrainResult:
         config, algo = self.config, self.config.algo
         obs = self.env.reset(seed=self.rank_seed + self.update_idx)
-        self.disc_return = torch.zeros(algo.num_envs, device=self.device)
-        self.ever_success = torch.zeros(algo.num_envs, dtype=torch.bool)
         final_eval: dict[str, float] = {}
         train_time, start_step = 0.0, self.global_step
         while self.update_idx < self.num_updates:
@@ -239,7 +241,7 @@ class Trainer:
                 self.ppo.set_learning_rate(algo.learning_rate * (1.0 - self.update_idx / self.num_updates))
             obs, stats = self.collect(obs)
             with torch.no_grad():
-                next_value = self.policy.value(self.policy.normalize(obs.to(self.device)))
+                next_value = self.policy.value(obs.to(self.device))
             self.buffer.compute_advantages(next_value, algo.gamma, algo.gae_lambda)
             metrics = self.ppo.update(self.buffer)
             self.buffer.clear()

@@ -25,17 +25,19 @@ class RolloutBuffer:
                              f"obs_dim={obs_dim}, act_dim={act_dim}")
         T, N = num_steps, num_envs
         self.num_steps, self.num_envs = T, N
-        f32 = dict(dtype=torch.float32, device=device)
-        self.obs = torch.zeros(T, N, obs_dim, **f32)
-        self.actions = torch.zeros(T, N, act_dim, **f32)
-        self.log_probs = torch.zeros(T, N, **f32)
-        self.values = torch.zeros(T, N, **f32)
-        self.rewards = torch.zeros(T, N, **f32)
-        self.dones = torch.zeros(T, N, dtype=torch.bool, device=device)
-        self.truncated = torch.zeros(T, N, dtype=torch.bool, device=device)
-        self.final_values = torch.zeros(T, N, **f32)
-        self.advantages = torch.zeros(T, N, **f32)
-        self.returns = torch.zeros(T, N, **f32)
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        self.obs = zeros(T, N, obs_dim)
+        self.actions = zeros(T, N, act_dim)
+        self.log_probs = zeros(T, N)
+        self.values = zeros(T, N)
+        self.rewards = zeros(T, N)
+        self.dones = zeros(T, N, dtype=torch.bool)
+        self.truncated = zeros(T, N, dtype=torch.bool)
+        self.final_values = zeros(T, N)
+        self.advantages = zeros(T, N)
+        self.returns = zeros(T, N)
         self.step = 0
 
     def add(self, obs: torch.Tensor, actions: torch.Tensor, log_probs: torch.Tensor, values: torch.Tensor,

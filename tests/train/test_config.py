@@ -1,0 +1,76 @@
+"""Hydra composition of the training config: every config group, overrides, and validation
+errors raised before anything runs."""
+
+import subprocess
+import sys
+
+import pytest
+
+from embodied.config import ConfigError, PPOConfig, TrainConfig, to_train_config
+from embodied.train import compose_config
+
+
+def test_default_launch_is_metaworld_reach_with_ppo():
+    cfg = compose_config()
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.task.name == "metaworld/reach"
+    assert cfg.reward.weights == {"env": 1.0}
+    assert isinstance(cfg.algo, PPOConfig) and cfg.algo.num_envs > 1
+
+
+@pytest.mark.parametrize("option,name", [("point", "toy/point"), ("halfcheetah", "HalfCheetah-v5"),
+                                         ("hopper", "Hopper-v5"), ("metaworld_door_open", "metaworld/door-open")])
+def test_task_group(option, name):
+    assert compose_config([f"task={option}"]).task.name == name
+
+
+def test_cleanrl_algo_matches_cleanrl_defaults():
+    algo = compose_config(["algo=cleanrl"]).algo
+    assert (algo.num_envs, algo.num_steps, algo.num_minibatches, algo.update_epochs) == (1, 2048, 32, 10)
+    assert (algo.learning_rate, algo.gamma, algo.gae_lambda, algo.clip_coef) == (3e-4, 0.99, 0.95, 0.2)
+    assert (algo.ent_coef, algo.vf_coef, algo.max_grad_norm) == (0.0, 0.5, 0.5)
+    assert algo.anneal_lr and algo.clip_vloss and algo.normalize_obs and algo.normalize_reward
+    policy = compose_config(["algo=cleanrl"]).policy
+    assert policy.actor_hidden == [64, 64] and policy.activation == "tanh" and policy.orthogonal_init
+
+
+def test_reward_option_replaces_the_default_term():
+    assert compose_config(["reward=success"]).reward.weights == {"success": 1.0}
+    assert compose_config(["+reward.weights.success=0.5"]).reward.weights == {"env": 1.0, "success": 0.5}
+
+
+def test_overrides_are_typed():
+    cfg = compose_config(["algo.learning_rate=1e-3", "policy.actor_hidden=[32,32,32]", "seed=7"])
+    assert cfg.algo.learning_rate == 1e-3 and cfg.policy.actor_hidden == [32, 32, 32] and cfg.seed == 7
+
+
+@pytest.mark.parametrize("override,match", [
+    ("algo.lrr=1", "lrr"),                              # unknown key
+    ("algo.num_envs=many", "num_envs"),                 # wrong type
+    ("algo.gamma=1.5", r"algo.gamma: must be in \[0, 1\]"),
+    ("algo.num_minibatches=3", "must divide the batch"),
+    ("+reward.weights.clip=1.0", "unknown reward term"),
+    ("policy.activation=swish", "policy.activation"),
+    ("task.render_size=[33,32]", "task.render_size"),
+    ("total_steps=0", "total_steps"),
+    ("device=tpu", "device"),
+])
+def test_invalid_config_is_a_clear_error(override, match):
+    with pytest.raises(Exception, match=match):
+        compose_config([override])
+
+
+def test_to_train_config_rejects_unknown_keys_in_dicts():
+    with pytest.raises(ConfigError, match="bogus"):
+        to_train_config({"algo": {"bogus": 1}})
+
+
+def test_cli_error_before_anything_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", "algo.gamma=2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "algo.gamma: must be in [0, 1]" in proc.stderr
+    assert not list((tmp_path / "runs").rglob("*.*")), "a failed launch left a run directory behind"
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", "algo.bogus=2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "bogus" in proc.stderr

@@ -1,0 +1,176 @@
+"""Short training runs: what a run directory holds, checkpoints, resume, and learning."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sim
+from embodied.checkpoint import list_checkpoints, load_checkpoint
+from embodied.evaluate import evaluate, policy_from_checkpoint
+from embodied.policies import GaussianMLPPolicy
+from embodied.trainer import Trainer, train
+
+from conftest import FAST
+
+
+def metric_rows(run_dir):
+    with open(Path(run_dir) / "metrics.csv") as f:
+        return [(int(r["step"]), r["key"], float(r["value"])) for r in csv.DictReader(f)]
+
+
+def test_run_directory_holds_everything(fast_config):
+    result = train(fast_config())
+    run = result.run_dir
+    assert result.global_step == 1024
+    for name in ("config.yaml", "metrics.csv", "learning_curve.png", "result.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    videos = sorted((run / "videos").glob("*.mp4"))
+    assert len(videos) == 2 and all(v.stat().st_size > 0 for v in videos)
+    keys = {k for _, k, _ in metric_rows(run)}
+    for key in ("train/episode_return", "train/success_rate", "reward/env", "loss/policy_loss", "loss/value_loss",
+                "loss/entropy", "loss/approx_kl", "perf/steps_per_second", "eval/mean_return", "eval/success_rate"):
+        assert key in keys, key
+    assert [c.name for c in list_checkpoints(run)] == ["step_000000000512", "step_000000001024"]
+    assert json.loads((run / "result.json").read_text())["global_step"] == 1024
+
+
+@pytest.mark.parametrize("overrides", [["algo=cleanrl", "algo.num_steps=256", "algo.num_minibatches=8"],
+                                       ["reward=success"],
+                                       ["+reward.weights.success=2.0"],
+                                       ["policy.actor_hidden=[16]", "policy.activation=relu"],
+                                       ["algo.normalize_obs=false", "algo.normalize_reward=false", "algo.target_kl=0.01"]])
+def test_config_groups_run(fast_config, overrides):
+    result = train(fast_config(*overrides, "eval.video=false", "log.tensorboard=false", "log.plot=false"))
+    assert result.global_step >= 1024
+    keys = {k for _, k, _ in metric_rows(result.run_dir)}
+    cfg = load_checkpoint(result.run_dir).config
+    for term in cfg["reward"]["weights"]:
+        assert f"reward/{term}" in keys
+
+
+@pytest.mark.parametrize("task", ["halfcheetah", "metaworld_reach"])
+def test_mujoco_tasks_run(fast_config, task):
+    result = train(fast_config(f"task={task}", "algo.num_envs=2", "algo.num_steps=16", "algo.num_minibatches=2",
+                               "total_steps=64", "eval.every_steps=0", "eval.episodes=1", "eval.num_envs=1",
+                               "eval.video=false", "log.tensorboard=false", "log.plot=false"))
+    assert result.global_step == 64 and "eval/mean_return" in result.final_eval
+
+
+def test_checkpoint_round_trip(fast_config):
+    cfg = fast_config("total_steps=512")
+    trainer = Trainer(cfg)
+    try:
+        trainer.run()
+        path = trainer.save()
+        ckpt = load_checkpoint(path)
+        for k, v in trainer.policy.state_dict().items():
+            assert torch.equal(ckpt.policy[k], v), k
+        resumed = Trainer(fast_config("total_steps=512", f"resume={cfg.run_dir}", run_dir=Path(cfg.run_dir)))
+        try:
+            for k, v in trainer.policy.state_dict().items():
+                assert torch.equal(resumed.policy.state_dict()[k], v), k
+            opt_a, opt_b = trainer.ppo.optimizer.state_dict(), resumed.ppo.optimizer.state_dict()
+            for idx, state in opt_a["state"].items():
+                for name, value in state.items():
+                    assert torch.equal(torch.as_tensor(opt_b["state"][idx][name]), torch.as_tensor(value))
+            assert torch.equal(resumed.reward_norm.var, trainer.reward_norm.var)
+            assert resumed.global_step == trainer.global_step == 512 and resumed.update_idx == trainer.update_idx
+        finally:
+            resumed.close()
+    finally:
+        trainer.close()
+    # the weights are plain safetensors: loadable without embodied
+    assert "log_std" in load_file(path / "policy.safetensors")
+
+
+def test_kill_and_resume_continues_the_run(tmp_path):
+    run = tmp_path / "run"
+    args = [*FAST, "total_steps=12288", "checkpoint.every_steps=1024", "eval.every_steps=0", "eval.video=false",
+            "log.plot=false", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen([sys.executable, "-m", "embodied.train", *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while len(list_checkpoints(run)) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(list_checkpoints(run)) >= 2, "no checkpoints appeared"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    last = load_checkpoint(run)
+    assert 0 < last.step < 12288
+    killed_rows = metric_rows(run)
+    # resume, with a longer horizon: allowed on resume
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", f"resume={run}", "total_steps=13312"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = metric_rows(run)
+    train_steps = [s for s, k, _ in rows if k == "loss/policy_loss"]
+    assert train_steps == sorted(set(train_steps)), "steps repeat or go back after the resume"
+    assert train_steps[0] == 256 and train_steps[-1] == 13312  # 8 envs x 32 steps per update
+    assert all(s - prev == 256 for prev, s in zip(train_steps, train_steps[1:])), "a gap in the step counter"
+    # rows up to the checkpoint are kept as they were
+    kept = [r for r in killed_rows if r[0] <= last.step]
+    assert rows[:len(kept)] == kept
+    final = load_checkpoint(run)
+    assert final.step == 13312 and final.update == 52
+    # the learning-rate schedule continued: it falls linearly to 0 at the final update
+    lrs = dict((s, v) for s, k, v in rows if k == "loss/learning_rate")
+    assert lrs[13312] == pytest.approx(3e-4 * (1 - 51 / 52))
+
+
+def test_resume_rejects_changed_algorithm(tmp_path, fast_config):
+    cfg = fast_config("total_steps=512", run_dir=tmp_path / "run")
+    train(cfg)
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", f"resume={cfg.run_dir}", "algo.gamma=0.5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "resumed run continues with its saved config" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", f"resume={tmp_path / 'nothing'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "does not exist" in proc.stderr
+
+
+def test_ppo_learns_to_reach_the_point(fast_config):
+    cfg = fast_config("total_steps=16384", "eval.every_steps=0", "eval.episodes=10", "eval.num_envs=5",
+                      "eval.video=false", "algo.update_epochs=5")
+    env = sim.make_env("toy/point", num_envs=5, seed=cfg.seed + 1_000_003)
+    untrained = evaluate(GaussianMLPPolicy(2, 1), env, 10, seed=cfg.seed + 1_000_003)
+    env.close()
+    result = train(cfg)  # 64 updates
+    assert result.final_eval["eval/success_rate"] >= 0.9
+    assert result.final_eval["eval/mean_return"] > untrained.mean_return + 5
+
+
+def test_embodied_eval_cli(fast_config, tmp_path):
+    result = train(fast_config("eval.video=false"))
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "embodied.evaluate", str(result.run_dir), "--episodes", "3",
+                           "--num-envs", "2", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "eval.json").read_text())
+    assert len(report["returns"]) == 3 and 0.0 <= report["success_rate"] <= 1.0
+    assert (out / "eval.mp4").stat().st_size > 0
+    policy, config, ckpt = policy_from_checkpoint(result.run_dir)
+    assert ckpt.name == "step_000000001024" and config["task"]["name"] == "toy/point"
+    proc = subprocess.run([sys.executable, "-m", "embodied.evaluate", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_multirun_sweeps(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", "-m", *FAST, "total_steps=256", "seed=0,1",
+                           "eval.video=false", "log.plot=false", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seeds = sorted(load_checkpoint(tmp_path / "sweep" / str(i)).config["seed"] for i in (0, 1))
+    assert seeds == [0, 1]
