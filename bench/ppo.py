@@ -374,15 +374,16 @@ def _pm(values: list[float | None], digits: int = 0) -> str:
 def returns_runs(args: argparse.Namespace) -> list[Run]:
     env_threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
     runs = []
+    tag = f"_{args.tag}" if args.tag else ""
     for task, _env_id, _ in TASKS:
-        for algo in ALGOS:
+        for algo in args.algos:
             for seed in args.seeds:
                 overrides = [f"task={task}", f"algo={algo}", f"seed={seed}", f"total_steps={args.steps}",
                              *QUIET, "eval.every_steps=0", "eval.episodes=10", "torch_threads=1",
                              f"checkpoint.every_steps={max(100_000, args.steps // 10)}",
-                             f"+task.options.num_threads={env_threads}"]
+                             f"+task.options.num_threads={env_threads}", *args.overrides]
                 runs.append(Run("returns", f"{task}/{algo}", seed, args.steps,
-                                args.out / f"{task}_{algo}_{args.steps}_seed{seed}", overrides))
+                                args.out / f"{task}_{algo}{tag}_{args.steps}_seed{seed}", overrides))
     return runs
 
 
@@ -392,6 +393,8 @@ def returns_report(runs: list[Run]) -> dict[str, Any]:
     for task, env_id, (pub_mean, pub_std) in TASKS:
         for algo in ALGOS:
             group = [r for r in runs if r.label == f"{task}/{algo}"]
+            if not group:
+                continue
             ok = [r for r in group if not r.error]
             train = [r.result["train_return_last5pct"] for r in ok]
             evals = [r.result["eval_return"] for r in ok]
@@ -527,6 +530,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="env steps of each of our speed runs (default 40960; quick: 4096)")
     parser.add_argument("--out", type=Path, default=None, help="run directories (default bench/results/ppo_runs)")
     parser.add_argument("--json", default=None, help="results file (default bench/results/ppo.json)")
+    parser.add_argument("--algos", nargs="+", default=ALGOS, choices=ALGOS, help="returns: configs to train")
+    parser.add_argument("--overrides", nargs="*", default=[], help="returns: extra embodied-train overrides")
+    parser.add_argument("--tag", default="", help="returns: suffix of the run directories (for variants)")
     parser.add_argument("--fresh", action="store_true", help="rerun training runs whose results exist")
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

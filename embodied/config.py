@@ -72,7 +72,7 @@ class PPOConfig:
     anneal_lr: bool = True
     gamma: float = 0.99
     gae_lambda: float = 0.95
-    num_minibatches: int = 8
+    num_minibatches: int = 16
     update_epochs: int = 10
     clip_coef: float = 0.2
     clip_vloss: bool = True

@@ -9,6 +9,8 @@ from torch import nn
 
 from embodied.ops import RunningNormalizer
 
+_LOG_2PI = math.log(2 * math.pi)
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
@@ -65,8 +67,18 @@ class GaussianMLPPolicy(nn.Module):
         return self.obs_normalizer(obs, update=update).to(obs.dtype)
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        """The action distribution at normalised observations ``obs``."""
         mean = self.actor(obs)
-        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
+
+    def _log_prob(self, mean: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        # the diagonal Gaussian's log-density written out: torch.distributions' generic
+        # version costs more than the MLPs at these sizes
+        z = (action - mean) * torch.exp(-self.log_std)
+        return -0.5 * (z * z).sum(-1) - self.log_std.sum() - 0.5 * self.act_dim * _LOG_2PI
+
+    def _entropy(self) -> torch.Tensor:
+        return self.log_std.sum() + 0.5 * self.act_dim * (1.0 + _LOG_2PI)
 
     # `normalized=True`: obs already went through `normalize` (the learner stores normalised
     # observations, so an update sees exactly what the rollout's actions were sampled from).
@@ -81,9 +93,9 @@ class GaussianMLPPolicy(nn.Module):
             normalized: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Observations -> (action, log_prob, value); the mean action when deterministic."""
         x = self._input(obs, normalized)
-        dist = self.distribution(x)
-        action = dist.mean if deterministic else dist.sample()
-        return action, dist.log_prob(action).sum(-1), self.critic(x).squeeze(-1)
+        mean = self.actor(x)
+        action = mean if deterministic else mean + torch.randn_like(mean) * self.log_std.exp()
+        return action, self._log_prob(mean, action), self.critic(x).squeeze(-1)
 
     def value(self, obs: torch.Tensor, normalized: bool = False) -> torch.Tensor:
         """Observations -> value ``[B]``."""
@@ -93,5 +105,5 @@ class GaussianMLPPolicy(nn.Module):
                  normalized: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Observations and actions -> (log_prob, entropy, value), differentiable."""
         x = self._input(obs, normalized)
-        dist = self.distribution(x)
-        return dist.log_prob(action).sum(-1), dist.entropy().sum(-1), self.critic(x).squeeze(-1)
+        log_prob = self._log_prob(self.actor(x), action)
+        return log_prob, self._entropy().expand_as(log_prob), self.critic(x).squeeze(-1)
