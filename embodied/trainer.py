@@ -273,7 +273,9 @@ class Trainer:
 
     def _log(self, metrics: dict[str, float], stats: dict[str, float], seconds: float) -> None:
         keys = sorted(stats)
-        reduced = self.dist.all_reduce_sum(torch.tensor([stats[k] for k in keys], dtype=torch.float64))
+        # on the learner's device: NCCL reduces CUDA tensors only
+        reduced = self.dist.all_reduce_sum(torch.tensor([stats[k] for k in keys], dtype=torch.float64,
+                                                        device=self.device))
         totals = dict(zip(keys, reduced.tolist()))
         if self.logger is None:
             return

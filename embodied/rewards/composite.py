@@ -14,8 +14,9 @@ class RewardTerm(abc.ABC):
 
     ``needs`` names the batch fields it reads, out of ``obs`` (observation before the step),
     ``next_obs`` (the step's final observation), ``actions``, ``env_reward``, ``success``,
-    ``frames`` (uint8 ``[N, H, W, 3]`` after the step) and ``instructions``; the trainer fills
-    only what some term needs (rendering frames costs time).
+    ``frames`` (uint8 ``[N, H, W, 3]`` rendered after the step; an env that just finished has
+    already reset, so its frame shows the next episode's start) and ``instructions``; the trainer
+    fills only what some term needs (rendering frames costs time).
     """
 
     needs: ClassVar[frozenset[str]]
