@@ -13,7 +13,7 @@ PANELS = [
 ]
 
 
-def plot_learning_curve(run_dir: Path, out: Path | None = None) -> Path:
+def plot_learning_curve(run_dir: Path, out: Path | None = None, title: str | None = None) -> Path:
     """Write ``learning_curve.png`` (return and success rate against env steps; train and eval)."""
     import matplotlib
 
@@ -37,7 +37,7 @@ def plot_learning_curve(run_dir: Path, out: Path | None = None) -> Path:
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend()
-    fig.suptitle(Path(run_dir).name)
+    fig.suptitle(title or Path(run_dir).name)
     fig.tight_layout()
     out = out or Path(run_dir) / "learning_curve.png"
     fig.savefig(out, dpi=110)

@@ -235,6 +235,8 @@ class Trainer:
         obs = self.env.reset(seed=self.rank_seed + self.update_idx)
         final_eval: dict[str, float] = {}
         train_time, start_step = 0.0, self.global_step
+        if self.global_step == 0 and config.eval.every_steps > 0:
+            self._evaluate_and_log()  # the untrained policy: where the learning curve starts
         while self.update_idx < self.num_updates:
             t0 = time.perf_counter()
             if algo.anneal_lr:
@@ -298,7 +300,7 @@ class Trainer:
         if self.logger is not None:
             self.logger.close()
             if self.config.log.plot:
-                plot_learning_curve(self.run_dir)
+                plot_learning_curve(self.run_dir, title=f"{self.config.task.name}: {self.run_dir.name}")
         shutdown_distributed()
 
 

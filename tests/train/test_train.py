@@ -35,7 +35,9 @@ def test_run_directory_holds_everything(fast_config):
         assert (run / name).is_file(), name
     assert list((run / "tb").glob("events.out.tfevents.*"))
     videos = sorted((run / "videos").glob("*.mp4"))
-    assert len(videos) == 2 and all(v.stat().st_size > 0 for v in videos)
+    # the untrained policy's evaluation, then every 512 steps
+    assert [v.name for v in videos] == [f"eval_{s:012d}.mp4" for s in (0, 512, 1024)]
+    assert all(v.stat().st_size > 0 for v in videos)
     keys = {k for _, k, _ in metric_rows(run)}
     for key in ("train/episode_return", "train/success_rate", "reward/env", "loss/policy_loss", "loss/value_loss",
                 "loss/entropy", "loss/approx_kl", "perf/steps_per_second", "eval/mean_return", "eval/success_rate"):
