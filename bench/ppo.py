@@ -376,6 +376,8 @@ def returns_runs(args: argparse.Namespace) -> list[Run]:
     runs = []
     tag = f"_{args.tag}" if args.tag else ""
     for task, _env_id, _ in TASKS:
+        if task not in args.tasks:
+            continue
         for algo in args.algos:
             for seed in args.seeds:
                 overrides = [f"task={task}", f"algo={algo}", f"seed={seed}", f"total_steps={args.steps}",
@@ -530,6 +532,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="env steps of each of our speed runs (default 40960; quick: 4096)")
     parser.add_argument("--out", type=Path, default=None, help="run directories (default bench/results/ppo_runs)")
     parser.add_argument("--json", default=None, help="results file (default bench/results/ppo.json)")
+    parser.add_argument("--tasks", nargs="+", default=[t for t, _, _ in TASKS], choices=[t for t, _, _ in TASKS],
+                        help="returns: tasks to train")
     parser.add_argument("--algos", nargs="+", default=ALGOS, choices=ALGOS, help="returns: configs to train")
     parser.add_argument("--overrides", nargs="*", default=[], help="returns: extra embodied-train overrides")
     parser.add_argument("--tag", default="", help="returns: suffix of the run directories (for variants)")
