@@ -70,9 +70,13 @@ def save_checkpoint(run_dir: Path, step: int, update: int, config: dict[str, Any
             json.dump(meta, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        if final.exists():  # the same step saved again: swap, so a complete one is always in place
+            old = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+            os.rename(final, old / "replaced")
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -114,7 +118,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta = json.loads((ckpt / "meta.json").read_text())
         policy = load_file(ckpt / "policy.safetensors")
         trainer = load_file(ckpt / "trainer.safetensors")
-    except (OSError, ValueError) as err:
+    except Exception as err:  # OSError, JSON errors, safetensors' SafetensorError
         raise ValueError(f"checkpoint {ckpt} is unreadable ({err}); delete it to fall back to an older one") from err
     return Checkpoint(ckpt, int(meta["step"]), int(meta["update"]), meta["config"], policy, trainer, meta)
 

@@ -103,6 +103,9 @@ class PPOConfig:
         batch = self.num_envs * self.num_steps
         _check(batch % self.num_minibatches == 0, "algo.num_minibatches",
                f"must divide the batch num_envs * num_steps = {batch}, got {self.num_minibatches}")
+        _check(batch // self.num_minibatches >= 2, "algo.num_minibatches",
+               f"leaves minibatches of {batch // self.num_minibatches} transition; they need at least 2 "
+               "(advantages are normalised per minibatch)")
 
 
 @dataclass

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -20,6 +21,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def enabled(self) -> bool:
@@ -42,6 +44,12 @@ class Distributed:
             x = x.clone()
             dist.all_reduce(x, op=dist.ReduceOp.SUM)
         return x
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over ranks."""
+        if not self.enabled:
+            return value
+        return float(self.all_reduce_sum(torch.tensor([value], dtype=torch.float64, device=self.device))[0]) / self.world_size
 
     def average_gradients(self, params: Iterable[nn.Parameter]) -> None:
         """All-reduce the mean gradient, as one flat buffer (one collective per minibatch)."""
@@ -66,7 +74,7 @@ class Distributed:
         """Raise if this rank's parameters differ from rank 0's (a data-parallel bug)."""
         if not self.enabled:
             return
-        flat = torch.cat([p.detach().reshape(-1).float() for p in module.parameters()])
+        flat = torch.cat([t.detach().reshape(-1).double() for t in [*module.parameters(), *module.buffers()]])
         reference = flat.clone()
         dist.broadcast(reference, src=0)
         if not torch.equal(flat, reference):
@@ -95,8 +103,9 @@ def init_distributed(device: str) -> tuple[Distributed, torch.device]:
         torch_device = torch.device("cpu")
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
-    return Distributed(rank, world_size, local_rank), torch_device
+        # rank 0 evaluates (and renders videos) while the others wait in the next collective
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timedelta(hours=1))
+    return Distributed(rank, world_size, local_rank, torch_device), torch_device
 
 
 def shutdown_distributed() -> None:

@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.num_envs < 1:
         parser.error("--episodes and --num-envs must be >= 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA GPU is visible; use --device cpu")
     try:
         policy, config, ckpt_dir = policy_from_checkpoint(args.checkpoint, args.device)
     except (FileNotFoundError, ValueError, KeyError) as err:
@@ -127,8 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     task = config["task"]
     out = Path(args.out) if args.out else ckpt_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    env = sim.make_env(task["name"], num_envs=min(args.num_envs, args.episodes), seed=args.seed,
-                       render_size=(task["render_size"][0], task["render_size"][1]), backend=task["backend"], **task["options"])
+    try:
+        env = sim.make_env(task["name"], num_envs=min(args.num_envs, args.episodes), seed=args.seed,
+                           render_size=(task["render_size"][0], task["render_size"][1]), backend=task["backend"],
+                           **task["options"])
+    except (ValueError, TypeError, ImportError, RuntimeError) as err:
+        print(f"embodied-eval: error: cannot build the checkpoint's task {task['name']!r}: {err}", file=sys.stderr)
+        return 2
     try:
         result = evaluate(policy, env, args.episodes, args.seed, deterministic=not args.stochastic,
                           video_path=None if args.no_video else out / "eval.mp4", device=args.device)

@@ -82,6 +82,11 @@ class RunLogger:
         if self._postfix:
             self._bar.set_postfix(self._postfix, refresh=False)
 
+    def flush(self) -> None:
+        self._file.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
     def close(self) -> None:
         self._bar.close()
         self._file.close()

@@ -26,13 +26,13 @@ def plot_learning_curve(run_dir: Path, out: Path | None = None, title: str | Non
         xs.append(step)
         ys.append(value)
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
-    for ax, (title, keys) in zip(axes, PANELS):
+    for ax, (panel, keys) in zip(axes, PANELS):
         for key in keys:
             if key in series:
                 xs, ys = series[key]
                 ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, markersize=3,
                         label=key.split("/")[0])
-        ax.set_title(title)
+        ax.set_title(panel)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
         if ax.has_data():

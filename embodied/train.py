@@ -14,7 +14,9 @@ and ``result.json``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import hydra
@@ -33,6 +35,15 @@ def _run_dir(resume: str | None, default: str) -> str:
     return str(resume) if resume and Path(resume).is_dir() else default
 
 
+def _stamp() -> str:
+    """The run directory's name: the launch time; under torchrun the rendezvous id, which every
+    rank shares (their clocks may straddle a second), so all ranks agree on one directory."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and run_id != "none":
+        return f"torchrun-{run_id}"
+    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
 def _discard_unused_run_dir() -> None:
     """Remove the directory hydra made for a launch that failed before training started."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -47,6 +58,7 @@ def _register() -> None:
     register_configs()
     if not OmegaConf.has_resolver("embodied_run_dir"):
         OmegaConf.register_new_resolver("embodied_run_dir", _run_dir)
+        OmegaConf.register_new_resolver("embodied_stamp", _stamp)
 
 
 _register()
@@ -67,6 +79,9 @@ def _resume_config(cfg: DictConfig) -> TrainConfig:
     from embodied.checkpoint import find_checkpoint, load_checkpoint
 
     run_dir = Path(cfg.resume)
+    if (run_dir / "meta.json").is_file():
+        raise ConfigError(f"resume: {run_dir} is a checkpoint; pass its run directory ({run_dir.parent.parent}), "
+                          "which resumes from the newest checkpoint")
     ckpt = load_checkpoint(find_checkpoint(run_dir))
     saved = OmegaConf.create(ckpt.config)
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]

@@ -79,7 +79,7 @@ class Trainer:
         if config.torch_threads is not None:
             torch.set_num_threads(config.torch_threads)
         algo, task = config.algo, config.task
-        self.run_dir = Path(config.run_dir or "runs/unnamed")
+        self.run_dir = Path(config.run_dir or config.resume or "runs/unnamed")
         self.rank_seed = config.seed + self.dist.rank * _EVAL_SEED_OFFSET * 2
         _seed_everything(self.rank_seed)
 
@@ -100,7 +100,7 @@ class Trainer:
                        ent_coef=algo.ent_coef, vf_coef=algo.vf_coef, max_grad_norm=algo.max_grad_norm,
                        target_kl=algo.target_kl, norm_adv=algo.norm_adv, adam_eps=algo.adam_eps,
                        grad_sync=self.dist.average_gradients if self.dist.enabled else None,
-                       generator=self.generator)
+                       mean_sync=self.dist.mean if self.dist.enabled else None, generator=self.generator)
         self.reward = CompositeReward(config.reward.weights)
         # reward scaling by the running std of the discounted return (gymnasium's NormalizeReward)
         self.reward_norm = (RunningNormalizer((), center=False, clip=algo.clip_reward).to(self.device)
@@ -129,6 +129,10 @@ class Trainer:
 
     def _restore(self, path: str) -> None:
         ckpt = load_checkpoint(path)
+        if ckpt.meta["world_size"] != self.dist.world_size:
+            raise ValueError(f"checkpoint {ckpt.path} was saved by {ckpt.meta['world_size']} ranks; resume it with "
+                             f"as many (torchrun --nproc_per_node={ckpt.meta['world_size']}), not {self.dist.world_size}: "
+                             "the update counter and learning-rate schedule count whole batches of all ranks")
         if (ckpt.meta["obs_dim"], ckpt.meta["act_dim"]) != (self.obs_dim, self.act_dim):
             raise ValueError(f"checkpoint {ckpt.path} is for obs/action sizes {ckpt.meta['obs_dim']}/"
                              f"{ckpt.meta['act_dim']}, this task has {self.obs_dim}/{self.act_dim}")
@@ -137,11 +141,14 @@ class Trainer:
         if self.reward_norm is not None:
             self.reward_norm.load_state_dict({k[len("reward_norm."):]: v for k, v in ckpt.trainer.items()
                                               if k.startswith("reward_norm.")})
-        if self.dist.is_main and "rng.torch" in ckpt.trainer:
+        if self.dist.is_main:
             torch.set_rng_state(ckpt.trainer["rng.torch"])
             self.generator.set_state(ckpt.trainer["rng.generator"])
-        else:
+            if "rng.cuda" in ckpt.trainer and self.device.type == "cuda":
+                torch.cuda.set_rng_state(ckpt.trainer["rng.cuda"], self.device)
+        else:  # only rank 0's streams are saved; the others restart theirs from the seed and update
             _seed_everything(self.rank_seed + ckpt.update)
+            self.generator.manual_seed(self.rank_seed + ckpt.update)
         self.global_step, self.update_idx = ckpt.step, ckpt.update
         log.info("resumed from %s at step %d (update %d)", ckpt.path, ckpt.step, ckpt.update)
 
@@ -149,7 +156,11 @@ class Trainer:
         self.dist.check_in_sync(self.policy)
         if not self.dist.is_main:
             return None
+        assert self.logger is not None
+        self.logger.flush()  # TensorBoard's queue: events up to this step must survive a kill
         extra = {"rng.torch": torch.get_rng_state(), "rng.generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            extra["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if self.reward_norm is not None:
             extra.update({f"reward_norm.{k}": v for k, v in self.reward_norm.state_dict().items()})
         return save_checkpoint(self.run_dir, self.global_step, self.update_idx, to_dict(self.config), self.policy,
@@ -258,6 +269,8 @@ class Trainer:
                 final_eval = self._evaluate_and_log()
             if last or _crossed(prev_step, self.global_step, config.checkpoint.every_steps):
                 self.save()
+        if not final_eval and self.update_idx >= self.num_updates and self.global_step == start_step:
+            final_eval = self._evaluate_and_log()  # resumed a run that had finished training
         done_steps = self.global_step - start_step
         return TrainResult(self.run_dir, self.global_step, final_eval,
                            done_steps / train_time if train_time > 0 else 0.0)

@@ -13,6 +13,8 @@ from embodied.policies.gaussian_mlp import GaussianMLPPolicy
 
 #: averages gradients across data-parallel ranks (embodied.distributed); identity when alone
 GradSync = Callable[[Iterable[nn.Parameter]], None]
+#: the mean of a number over data-parallel ranks, so every rank takes the same early-stop decision
+MeanSync = Callable[[float], float]
 
 
 class PPO:
@@ -22,7 +24,7 @@ class PPO:
                  update_epochs: int = 10, clip_coef: float = 0.2, clip_vloss: bool = True, ent_coef: float = 0.0,
                  vf_coef: float = 0.5, max_grad_norm: float = 0.5, target_kl: float | None = None,
                  norm_adv: bool = True, adam_eps: float = 1e-5, grad_sync: GradSync | None = None,
-                 generator: torch.Generator | None = None) -> None:
+                 mean_sync: MeanSync | None = None, generator: torch.Generator | None = None) -> None:
         if learning_rate <= 0 or clip_coef <= 0 or max_grad_norm <= 0 or num_minibatches < 1 or update_epochs < 1:
             raise ValueError("PPO: learning_rate, clip_coef, max_grad_norm must be > 0 and num_minibatches, "
                              "update_epochs >= 1")
@@ -32,7 +34,7 @@ class PPO:
         self.clip_coef, self.clip_vloss = clip_coef, clip_vloss
         self.ent_coef, self.vf_coef, self.max_grad_norm = ent_coef, vf_coef, max_grad_norm
         self.target_kl, self.norm_adv = target_kl, norm_adv
-        self.grad_sync = grad_sync
+        self.grad_sync, self.mean_sync = grad_sync, mean_sync
         self.generator = generator
         # fused: one kernel for all parameters instead of a Python loop over them (the loop
         # costs more than the update itself for MLPs this small)
@@ -46,18 +48,17 @@ class PPO:
         """``update_epochs`` passes of minibatch SGD; returns the losses and diagnostics."""
         sums: dict[str, float] = {}
         count = 0
-        stop = False
         for _ in range(self.update_epochs):
             for mb in buffer.minibatches(self.num_minibatches, self.generator):
                 stats = self._step(mb)
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
-                if self.target_kl is not None and stats["approx_kl"] > self.target_kl:
-                    stop = True
+            # as CleanRL: stop after an epoch whose last minibatch moved the policy too far
+            if self.target_kl is not None:
+                kl = stats["approx_kl"] if self.mean_sync is None else self.mean_sync(stats["approx_kl"])
+                if kl > self.target_kl:
                     break
-            if stop:
-                break
         metrics = {k: v / count for k, v in sums.items()}
         values, returns = buffer.values.flatten(), buffer.returns.flatten()
         var = returns.var()

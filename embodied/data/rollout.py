@@ -76,6 +76,9 @@ class RolloutBuffer:
                     ) -> Iterator[dict[str, torch.Tensor]]:
         """Shuffled minibatches of flattened transitions (one epoch)."""
         n = self.num_steps * self.num_envs
+        if not 1 <= num_minibatches <= n // 2 or n % num_minibatches:
+            raise ValueError(f"num_minibatches must divide the {n} transitions into minibatches of at least 2, "
+                             f"got {num_minibatches}")
         flat = {
             "obs": self.obs.reshape(n, -1), "actions": self.actions.reshape(n, -1),
             "log_probs": self.log_probs.reshape(n), "values": self.values.reshape(n),

@@ -105,5 +105,8 @@ class GaussianMLPPolicy(nn.Module):
                  normalized: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Observations and actions -> (log_prob, entropy, value), differentiable."""
         x = self._input(obs, normalized)
+        if action.shape != (obs.shape[0], self.act_dim):
+            raise ValueError(f"action must be [B, {self.act_dim}] = [{obs.shape[0]}, {self.act_dim}], "
+                             f"got {list(action.shape)}")
         log_prob = self._log_prob(self.actor(x), action)
         return log_prob, self._entropy().expand_as(log_prob), self.critic(x).squeeze(-1)

@@ -142,6 +142,21 @@ def test_resume_rejects_changed_algorithm(tmp_path, fast_config):
     assert proc.returncode != 0 and "does not exist" in proc.stderr
 
 
+def test_resuming_a_finished_run_reports_its_evaluation(tmp_path, fast_config):
+    cfg = fast_config("total_steps=512", "eval.video=false", run_dir=tmp_path / "run")
+    train(cfg)
+    (tmp_path / "run" / "result.json").unlink()  # as if killed after the final checkpoint
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", f"resume={cfg.run_dir}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["global_step"] == 512 and "eval/success_rate" in result
+    ckpt = tmp_path / "run" / "checkpoints" / "step_000000000512"
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", f"resume={ckpt}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "is a checkpoint; pass its run directory" in proc.stderr
+
+
 def test_ppo_learns_to_reach_the_point(fast_config):
     cfg = fast_config("total_steps=16384", "eval.every_steps=0", "eval.episodes=10", "eval.num_envs=5",
                       "eval.video=false", "algo.update_epochs=5")
