@@ -209,11 +209,14 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     # Dicts merge key by key in hydra, so the schemas' reward weights start empty: the reward
     # group's option (reward=success) then replaces the default term instead of adding to it.
-    cs.store(name="train_schema", node=TrainConfig(reward=RewardConfig(weights={})))
-    cs.store(group="task", name="task_schema", node=TaskConfig)
-    cs.store(group="reward", name="reward_schema", node=RewardConfig(weights={}))
-    cs.store(group="algo", name="ppo_schema", node=PPOConfig)
-    cs.store(group="policy", name="gaussian_mlp_schema", node=GaussianMLPConfig)
+    # The schemas are stored outside any config group: the ConfigStore is global, and a group
+    # named `task` there would turn `task=...` into a group choice for every other hydra app in
+    # the process (sim.record's `task=` is a plain key).
+    cs.store(name="embodied_train_schema", node=TrainConfig(reward=RewardConfig(weights={})))
+    cs.store(name="embodied_task_schema", node=TaskConfig)
+    cs.store(name="embodied_reward_schema", node=RewardConfig(weights={}))
+    cs.store(name="embodied_ppo_schema", node=PPOConfig)
+    cs.store(name="embodied_gaussian_mlp_schema", node=GaussianMLPConfig)
 
 
 def to_train_config(cfg: DictConfig | TrainConfig | dict[str, Any]) -> TrainConfig:

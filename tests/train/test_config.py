@@ -74,3 +74,12 @@ def test_cli_error_before_anything_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "embodied.train", "algo.bogus=2"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "bogus" in proc.stderr
+
+
+def test_registration_leaves_other_hydra_apps_alone():
+    # hydra's ConfigStore is global: our schemas must not create a `task` group that would turn
+    # sim.record's plain `task=` key into a group choice
+    from sim.record import parse_args
+
+    compose_config(["task=point"])
+    assert parse_args(["task=metaworld/door-open", "episodes=2"]).task == "metaworld/door-open"
