@@ -112,7 +112,11 @@ def main(cfg: DictConfig) -> float | None:
         if not cfg.resume or not Path(cfg.resume).is_dir():
             _discard_unused_run_dir()
         sys.exit(2)
-    result = train(config)
+    try:
+        result = train(config)
+    except (ValueError, FileNotFoundError) as err:  # e.g. resuming with another number of ranks
+        print(f"embodied-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
     if result.final_eval:
         log.info("done: %d steps in %s; eval %s", result.global_step, result.run_dir, result.final_eval)
         # the value a hydra sweeper optimises

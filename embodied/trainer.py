@@ -85,6 +85,14 @@ class Trainer:
 
         self.env = sim.make_env(task.name, num_envs=algo.num_envs, seed=self.rank_seed,
                                 render_size=(task.render_size[0], task.render_size[1]), backend=task.backend, **task.options)
+        try:
+            self._build(config)
+        except BaseException:
+            self.env.close()  # worker processes, GL contexts
+            raise
+
+    def _build(self, config: TrainConfig) -> None:
+        algo, task = config.algo, config.task
         obs_shape, act_shape = self.env.observation_spec.shape, self.env.action_spec.shape
         if len(obs_shape) != 1 or len(act_shape) != 1:
             raise ValueError(f"task {task.name}: the Gaussian MLP policy needs flat observations and actions, "

@@ -191,3 +191,18 @@ def test_multirun_sweeps(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     seeds = sorted(load_checkpoint(tmp_path / "sweep" / str(i)).config["seed"] for i in (0, 1))
     assert seeds == [0, 1]
+
+
+def test_a_task_the_policy_cannot_drive_is_a_clear_error(fast_config, monkeypatch):
+    from sim.vec_env import BoxSpec
+
+    real_make_env = sim.make_env
+
+    def image_obs_env(*args, **kwargs):
+        env = real_make_env(*args, **kwargs)
+        env.observation_spec = BoxSpec((2, 3), -1.0, 1.0)
+        return env
+
+    monkeypatch.setattr(sim, "make_env", image_obs_env)
+    with pytest.raises(ValueError, match="needs flat observations"):
+        Trainer(fast_config())
