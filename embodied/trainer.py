@@ -26,7 +26,7 @@ from embodied.algos.ppo import PPO
 from embodied.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from embodied.config import TrainConfig, to_dict
 from embodied.data.rollout import RolloutBuffer
-from embodied.distributed import Distributed, init_distributed, shutdown_distributed
+from embodied.distributed import init_distributed, shutdown_distributed
 from embodied.evaluate import EvalResult, evaluate
 from embodied.logger import RunLogger
 from embodied.ops import RunningNormalizer
