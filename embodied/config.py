@@ -6,10 +6,13 @@ result into plain dataclasses once, validated. Library code only ever sees these
 """
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from sim.vec_env import VecEnv
 
 
 class ConfigError(ValueError):
@@ -32,6 +35,13 @@ class TaskConfig:
     render_size: List[int] = field(default_factory=lambda: [224, 224])
     #: extra keyword arguments of the task's factory, e.g. {goals: benchmark} for Meta-World
     options: Dict[str, Any] = field(default_factory=dict)
+
+    def make_env(self, num_envs: int, seed: int) -> "VecEnv":
+        """The task's ``sim.VecEnv`` of ``num_envs`` envs, reset with ``seed``."""
+        import sim
+
+        return sim.make_env(self.name, num_envs=num_envs, seed=seed, render_size=(self.render_size[0], self.render_size[1]),
+                            backend=self.backend, **self.options)
 
     def validate(self) -> None:
         _check(bool(self.name), "task.name", "must name a task (sim.list_tasks() lists them)")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import sim
+from embodied.config import TaskConfig
 from embodied.policies.gaussian_mlp import GaussianMLPPolicy
 from sim.vec_env import VecEnv
 
@@ -63,7 +63,7 @@ def evaluate(policy: GaussianMLPPolicy, env: VecEnv, episodes: int, seed: int, d
         if recording:
             frames.append(env.render([0])[0].numpy())
         action, _, _ = policy.act(obs.to(device), deterministic=deterministic)
-        result = env.step(torch.maximum(torch.minimum(action, high), low).cpu())
+        result = env.step(action.clamp(low, high).cpu())
         ever_success |= result.info["success"]
         done = result.terminated | result.truncated
         for i in done.nonzero().flatten().tolist():
@@ -95,12 +95,13 @@ def policy_from_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Gauss
     """The policy of a checkpoint (or of a run's newest checkpoint), its config dict and the
     checkpoint directory."""
     from embodied.checkpoint import load_checkpoint
+    from embodied.config import GaussianMLPConfig, PPOConfig
     from embodied.trainer import build_policy
 
     ckpt = load_checkpoint(path)
     config = ckpt.config
     obs_dim, act_dim = ckpt.meta["obs_dim"], ckpt.meta["act_dim"]
-    policy = build_policy(config["policy"], config["algo"], obs_dim, act_dim)
+    policy = build_policy(GaussianMLPConfig(**config["policy"]), PPOConfig(**config["algo"]), obs_dim, act_dim)
     policy.load_state_dict(ckpt.policy)
     return policy.to(device).eval(), config, ckpt.path
 
@@ -130,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else ckpt_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
     try:
-        env = sim.make_env(task["name"], num_envs=min(args.num_envs, args.episodes), seed=args.seed,
-                           render_size=(task["render_size"][0], task["render_size"][1]), backend=task["backend"],
-                           **task["options"])
+        env = TaskConfig(**task).make_env(min(args.num_envs, args.episodes), args.seed)
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
         print(f"embodied-eval: error: cannot build the checkpoint's task {task['name']!r}: {err}", file=sys.stderr)
         return 2

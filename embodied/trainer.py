@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-import sim
 from embodied.algos.ppo import PPO
 from embodied.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
-from embodied.config import TrainConfig, to_dict
+from embodied.config import GaussianMLPConfig, PPOConfig, TrainConfig, to_dict
 from embodied.data.rollout import RolloutBuffer
 from embodied.distributed import init_distributed, shutdown_distributed
 from embodied.evaluate import EvalResult, evaluate
@@ -33,6 +32,7 @@ from embodied.ops import RunningNormalizer
 from embodied.plot import plot_learning_curve
 from embodied.policies.gaussian_mlp import GaussianMLPPolicy
 from embodied.rewards import CompositeReward
+from sim.vec_env import VecEnv
 
 log = logging.getLogger("embodied.train")
 
@@ -50,11 +50,11 @@ class TrainResult:
     steps_per_second: float = 0.0
 
 
-def build_policy(policy_cfg: dict[str, Any], algo_cfg: dict[str, Any], obs_dim: int, act_dim: int) -> GaussianMLPPolicy:
-    return GaussianMLPPolicy(obs_dim, act_dim, actor_hidden=list(policy_cfg["actor_hidden"]),
-                             critic_hidden=list(policy_cfg["critic_hidden"]), activation=policy_cfg["activation"],
-                             init_log_std=policy_cfg["init_log_std"], orthogonal_init=policy_cfg["orthogonal_init"],
-                             normalize_obs=algo_cfg["normalize_obs"], clip_obs=algo_cfg["clip_obs"])
+def build_policy(policy: GaussianMLPConfig, algo: PPOConfig, obs_dim: int, act_dim: int) -> GaussianMLPPolicy:
+    return GaussianMLPPolicy(obs_dim, act_dim, actor_hidden=list(policy.actor_hidden),
+                             critic_hidden=list(policy.critic_hidden), activation=policy.activation,
+                             init_log_std=policy.init_log_std, orthogonal_init=policy.orthogonal_init,
+                             normalize_obs=algo.normalize_obs, clip_obs=algo.clip_obs)
 
 
 def _seed_everything(seed: int) -> None:
@@ -83,8 +83,7 @@ class Trainer:
         self.rank_seed = config.seed + self.dist.rank * _EVAL_SEED_OFFSET * 2
         _seed_everything(self.rank_seed)
 
-        self.env = sim.make_env(task.name, num_envs=algo.num_envs, seed=self.rank_seed,
-                                render_size=(task.render_size[0], task.render_size[1]), backend=task.backend, **task.options)
+        self.env: VecEnv = task.make_env(algo.num_envs, self.rank_seed)
         try:
             self._build(config)
         except BaseException:
@@ -101,7 +100,7 @@ class Trainer:
         self.act_low = torch.as_tensor(self.env.action_spec.low, dtype=torch.float32, device=self.device)
         self.act_high = torch.as_tensor(self.env.action_spec.high, dtype=torch.float32, device=self.device)
 
-        self.policy = build_policy(to_dict(config.policy), to_dict(algo), self.obs_dim, self.act_dim).to(self.device)
+        self.policy = build_policy(config.policy, algo, self.obs_dim, self.act_dim).to(self.device)
         self.generator = torch.Generator().manual_seed(self.rank_seed)
         self.ppo = PPO(self.policy, learning_rate=algo.learning_rate, num_minibatches=algo.num_minibatches,
                        update_epochs=algo.update_epochs, clip_coef=algo.clip_coef, clip_vloss=algo.clip_vloss,
@@ -201,7 +200,7 @@ class Trainer:
         for _ in range(algo.num_steps):
             x = self._normalize_obs(obs.to(dev))
             action, log_prob, value = self.policy.act(x, normalized=True)
-            clipped = torch.maximum(torch.minimum(action, self.act_high), self.act_low)
+            clipped = action.clamp(self.act_low, self.act_high)
             result = env.step(clipped.cpu())
             batch: dict[str, Any] = {"env_reward": result.reward, "success": result.info["success"]}
             if "obs" in needs:
@@ -240,8 +239,7 @@ class Trainer:
 
     def evaluate(self) -> EvalResult:
         cfg, task = self.config.eval, self.config.task
-        env = sim.make_env(task.name, num_envs=min(cfg.num_envs, cfg.episodes), seed=self.config.seed + _EVAL_SEED_OFFSET,
-                           render_size=(task.render_size[0], task.render_size[1]), backend=task.backend, **task.options)
+        env = task.make_env(min(cfg.num_envs, cfg.episodes), self.config.seed + _EVAL_SEED_OFFSET)
         try:
             video = self.run_dir / "videos" / f"eval_{self.global_step:012d}.mp4" if cfg.video else None
             return evaluate(self.policy, env, cfg.episodes, self.config.seed + _EVAL_SEED_OFFSET,
