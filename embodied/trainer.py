@@ -177,8 +177,10 @@ class Trainer:
 
     # ---- loop -------------------------------------------------------------------------
     def _normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.policy.obs_normalizer is not None:
-            self.policy.normalize(self.dist.all_gather(obs), update=True)  # every rank merges the same batch
+        """Merge the step's observations into the statistics, then normalise with them."""
+        if not self.dist.enabled:
+            return self.policy.normalize(obs, update=True)  # the op returns the batch normalised
+        self.policy.normalize(self.dist.all_gather(obs), update=True)  # every rank merges the same batch
         return self.policy.normalize(obs)
 
     def _scale_rewards(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
@@ -200,15 +202,15 @@ class Trainer:
         for _ in range(algo.num_steps):
             x = self._normalize_obs(obs.to(dev))
             action, log_prob, value = self.policy.act(x, normalized=True)
-            clipped = action.clamp(self.act_low, self.act_high)
-            result = env.step(clipped.cpu())
+            clipped = action.clamp(self.act_low, self.act_high).cpu()
+            result = env.step(clipped)
             batch: dict[str, Any] = {"env_reward": result.reward, "success": result.info["success"]}
             if "obs" in needs:
                 batch["obs"] = obs
             if "next_obs" in needs:
                 batch["next_obs"] = result.info["final_observation"]
             if "actions" in needs:
-                batch["actions"] = clipped.cpu()
+                batch["actions"] = clipped
             if "frames" in needs:
                 batch["frames"] = env.render()
             if "instructions" in needs:
