@@ -5,6 +5,14 @@ one reward per env. ``CompositeReward`` holds the weights (as mujoco_playground'
 ``reward_config.scales`` does) and returns the weighted sum and every term, for logging.
 """
 
-from embodied.rewards.composite import REWARD_TERMS, CompositeReward, EnvReward, RewardTerm, SuccessReward
+from embodied.rewards.composite import (
+    REWARD_TERMS,
+    CompositeReward,
+    EnvReward,
+    FrameRewardTerm,
+    RewardTerm,
+    SuccessReward,
+    check_frames,
+)
 
-__all__ = ["REWARD_TERMS", "CompositeReward", "EnvReward", "RewardTerm", "SuccessReward"]
+__all__ = ["REWARD_TERMS", "CompositeReward", "EnvReward", "FrameRewardTerm", "RewardTerm", "SuccessReward", "check_frames"]

@@ -25,6 +25,43 @@ class RewardTerm(abc.ABC):
     def __call__(self, batch: Mapping[str, Any]) -> torch.Tensor: ...
 
 
+class FrameRewardTerm(RewardTerm):
+    """A reward computed from rendered frames alone (CLIP, perceptual rewards).
+
+    Callable on a step batch (reads ``batch["frames"]``) or directly on uint8 frames
+    ``[B, H, W, 3]``; returns float32 ``[B]`` on the frames' device.
+    """
+
+    needs = frozenset({"frames"})
+
+    def __call__(self, batch: Mapping[str, Any] | torch.Tensor) -> torch.Tensor:
+        frames = batch if isinstance(batch, torch.Tensor) else batch["frames"]
+        return self.score(check_frames(frames, type(self).__name__))
+
+    @abc.abstractmethod
+    def score(self, frames: torch.Tensor) -> torch.Tensor:
+        """Rewards ``[B]`` float32 for validated uint8 frames ``[B, H, W, 3]``."""
+
+
+def check_frames(frames: object, who: str) -> torch.Tensor:
+    """Raise a clear error unless ``frames`` is a uint8 ``[B, H, W, 3]`` tensor (B may be 0)."""
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"{who}: frames must be a torch.Tensor uint8 [B, H, W, 3], got {type(frames).__name__}")
+    if frames.dim() != 4:
+        raise ValueError(f"{who}: frames must be [B, H, W, 3] (batch, height, width, RGB), got shape "
+                         f"{list(frames.shape)}; add a batch dimension with frames[None] for one frame")
+    if frames.shape[-1] != 3:
+        raise ValueError(f"{who}: frames must have 3 channels last (RGB, [B, H, W, 3]), got shape "
+                         f"{list(frames.shape)}; convert [B, 3, H, W] with frames.permute(0, 2, 3, 1) "
+                         "and drop alpha with frames[..., :3]")
+    if frames.dtype != torch.uint8:
+        raise TypeError(f"{who}: frames must be uint8 in [0, 255], got {frames.dtype}; convert float images "
+                        "in [0, 1] with (x * 255).round().to(torch.uint8)")
+    if frames.shape[1] < 1 or frames.shape[2] < 1:
+        raise ValueError(f"{who}: frames have an empty spatial size {list(frames.shape)}")
+    return frames
+
+
 class EnvReward(RewardTerm):
     """The task's own reward (dense, hand-written by the task's authors)."""
 
