@@ -9,7 +9,8 @@ its outputs. Bandwidth = bytes read + written per second, compared with a torch 
 of the same bytes: copy_ into a preallocated buffer for out=, clone() (which also
 allocates, and so pays the same first-touch page faults) for the allocating op. VLM-RM reward at B = 65536, D = 1024 against the paper's
 torch expression (with its D x D projection) and a closed-form torch expression.
-Running normalisation of a [B, F] batch against its torch reference.
+Running normalisation of a [B, F] batch against its torch reference. Perceptual
+reward (K steps of n selected features each) against its gather-based torch reference.
 """
 
 from __future__ import annotations
@@ -118,6 +119,25 @@ def bench_running_norm(device: str, shapes, min_time: float):
     return records
 
 
+def bench_perceptual(device: str, shapes, min_time: float):
+    rows, records = [], []
+    for B, D, K, n in shapes:
+        g = torch.Generator().manual_seed(0)
+        features = torch.randn(B, D, generator=g).to(device)
+        index = torch.randint(0, D, (K, n), generator=g).to(device)
+        mean = torch.randn(K, n, generator=g).to(device)
+        inv_std = (torch.rand(K, n, generator=g) + 0.5).to(device)
+        weights = torch.rand(K, generator=g).to(device)
+        args = (features, index, mean, inv_std, weights)
+        t_ref = time_fn(lambda: reference.perceptual_reward(*args), device, min_time)
+        t_op = time_fn(lambda: ops.perceptual_reward(*args), device, min_time)
+        rec = dict(B=B, D=D, K=K, n=n, torch_s=t_ref, op_s=t_op, speedup=t_ref / t_op)
+        records.append(rec)
+        rows.append([f"({B}, {D}, {K}, {n})", t_ref * 1e3, t_op * 1e3, rec["speedup"]])
+    print_table(f"perceptual_reward, float32, {device}", ["(B, D, K, n)", "torch ms", "op ms", "x torch"], rows)
+    return records
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -130,11 +150,13 @@ def main(argv: list[str] | None = None) -> dict:
     gae_shapes = [(2048, 1), (64, 256), (32, 4096)] if args.quick else [(2048, 1), (64, 4096), (256, 65536)]
     B, D = (1024, 256) if args.quick else (65536, 1024)
     norm_shapes = [(256, 17)] if args.quick else [(4096, 1), (4096, 376), (65536, 64)]
+    perceptual_shapes = [(256, 128, 3, 8)] if args.quick else [(4096, 512, 5, 32), (65536, 2048, 16, 64)]
 
     print(f"embodied.ops backends: {ops.backends()}; torch threads: {torch.get_num_threads()}")
     gae = bench_gae(args.device, gae_shapes, min_time)
     vlm = bench_vlm_rm(args.device, B, D, min_time)
     norm = bench_running_norm(args.device, norm_shapes, min_time)
+    perceptual = bench_perceptual(args.device, perceptual_shapes, min_time)
 
     targets = {}
     if args.device == "cpu" and not args.quick:
@@ -146,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         print_table("targets", ["target", "measured", "goal", "met"],
                     [[k, m, g, "yes" if m >= g else "NO"] for k, (m, g) in targets.items()])
     payload = {"device": args.device, "backends": ops.backends(), "gae": gae, "vlm_rm_reward": vlm,
-               "running_normalize": norm,
+               "running_normalize": norm, "perceptual_reward": perceptual,
                "targets": {k: {"measured": m, "goal": g, "met": m >= g} for k, (m, g) in targets.items()}}
     write_json(f"ops-{args.device}", payload, args.out)
     return payload

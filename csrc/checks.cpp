@@ -1,9 +1,12 @@
 #include "embodied/checks.h"
 
+#include <ATen/Dispatch.h>
 #include <ATen/MemoryOverlap.h>
 #include <ATen/ops/isfinite.h>
+#include <ATen/ops/logical_and.h>
 #include <ATen/ops/logical_not.h>
 #include <ATen/ops/nonzero.h>
+#include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
 #include <cmath>
@@ -169,6 +172,82 @@ void throw_running_norm_nonfinite(const at::Tensor& x, const at::Tensor& mean,
   throw_nonfinite("embodied.ops.running_normalize", {{"x", &x}, {"mean", &mean}, {"var", &var}},
                   batch_overflow ? "x is so large that its variance overflowed"
                                  : "the variance is negative; the running statistics were corrupted");
+}
+
+void check_perceptual_inputs(const at::Tensor& features, const at::Tensor& index,
+                             const at::Tensor& mean, const at::Tensor& inv_std,
+                             const at::Tensor& step_weights) {
+  constexpr const char* op = "embodied.ops.perceptual_reward";
+  TORCH_CHECK_VALUE(features.dim() == 2, op, ": features must be [B, D], got shape ",
+                    features.sizes());
+  TORCH_CHECK_VALUE(features.size(1) > 0, op, ": the feature dimension D must be > 0");
+  TORCH_CHECK_TYPE(is_real_float(features), op, ": features must be float32 or float64, got ",
+                   features.scalar_type(), "; cast half-precision features with .float()");
+  TORCH_CHECK_VALUE(index.dim() == 2, op,
+                    ": index must be [K, n] (n selected feature indices for each of K steps), "
+                    "got shape ", index.sizes());
+  TORCH_CHECK_VALUE(index.size(0) > 0 && index.size(1) > 0, op,
+                    ": index must select at least one feature (n >= 1) for at least one step "
+                    "(K >= 1), got shape ", index.sizes());
+  TORCH_CHECK_TYPE(index.scalar_type() == at::kLong, op, ": index must be int64, got ",
+                   index.scalar_type(), "; convert it with .long()");
+  TORCH_CHECK_VALUE(mean.sizes() == index.sizes(), op, ": mean must be [K, n] = ", index.sizes(),
+                    " like index, got shape ", mean.sizes());
+  TORCH_CHECK_VALUE(inv_std.sizes() == index.sizes(), op, ": inv_std must be [K, n] = ",
+                    index.sizes(), " like index, got shape ", inv_std.sizes());
+  TORCH_CHECK_VALUE(step_weights.dim() == 1 && step_weights.size(0) == index.size(0), op,
+                    ": step_weights must be [K] = [", index.size(0), "], got shape ",
+                    step_weights.sizes());
+  const auto dt = features.scalar_type();
+  TORCH_CHECK_TYPE(mean.scalar_type() == dt && inv_std.scalar_type() == dt &&
+                       step_weights.scalar_type() == dt,
+                   op, ": features, mean, inv_std and step_weights must share one dtype, got ", dt,
+                   ", ", mean.scalar_type(), ", ", inv_std.scalar_type(), " and ",
+                   step_weights.scalar_type());
+  check_same_device(op, features, "features", index, "index");
+  check_same_device(op, features, "features", mean, "mean");
+  check_same_device(op, features, "features", inv_std, "inv_std");
+  check_same_device(op, features, "features", step_weights, "step_weights");
+}
+
+void check_perceptual_parameters(int64_t D, const at::Tensor& index, const at::Tensor& mean,
+                                 const at::Tensor& inv_std, const at::Tensor& step_weights) {
+  constexpr const char* op = "embodied.ops.perceptual_reward";
+  const int64_t K = index.size(0), n = index.size(1);
+  const int64_t* idx = index.const_data_ptr<int64_t>();
+  for (int64_t i = 0; i < K * n; ++i) {
+    TORCH_CHECK_VALUE(idx[i] >= 0 && idx[i] < D, op, ": index[", i / n, ", ", i % n, "] = ",
+                      idx[i], " is out of range for features of dimension D = ", D,
+                      "; every index must be in [0, D)");
+  }
+  AT_DISPATCH_FLOATING_TYPES(mean.scalar_type(), "embodied_check_perceptual_parameters", [&] {
+    const scalar_t* m = mean.const_data_ptr<scalar_t>();
+    const scalar_t* s = inv_std.const_data_ptr<scalar_t>();
+    const scalar_t* w = step_weights.const_data_ptr<scalar_t>();
+    bool finite = true;
+    for (int64_t i = 0; i < K * n; ++i) finite &= std::isfinite(m[i]);
+    for (int64_t g = 0; g < K; ++g) finite &= std::isfinite(w[g]);
+    if (!finite) throw_nonfinite(op, {{"mean", &mean}, {"step_weights", &step_weights}}, "");
+    for (int64_t i = 0; i < K * n; ++i) {
+      TORCH_CHECK_VALUE(std::isfinite(s[i]) && s[i] > 0, op, ": inv_std[", i / n, ", ", i % n,
+                        "] = ", s[i],
+                        " must be finite and > 0 (1 / the positives' standard deviation); clamp "
+                        "the deviation away from 0 before inverting it");
+    }
+  });
+}
+
+void check_perceptual_features(const at::Tensor& features, const at::Tensor& index) {
+  const at::Tensor selected =
+      at::zeros({features.size(1)}, features.options().dtype(at::kBool))
+          .index_fill_(0, index.flatten(), true);
+  const at::Tensor bad =
+      at::nonzero(at::logical_and(at::logical_not(at::isfinite(features)), selected)).cpu();
+  if (bad.size(0) == 0) return;
+  TORCH_CHECK_VALUE(false, "embodied.ops.perceptual_reward: features[", bad[0][0].item<int64_t>(),
+                    ", ", bad[0][1].item<int64_t>(), "] is not finite (", bad.size(0),
+                    " non-finite selected element(s) in features); check whatever produced it, "
+                    "the op never ignores NaN or Inf");
 }
 
 void throw_nonfinite(const char* op, std::initializer_list<NamedTensor> inputs,

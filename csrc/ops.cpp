@@ -15,4 +15,7 @@ TORCH_LIBRARY(embodied, m) {
   m.def(
       "running_normalize(Tensor x, Tensor(a!) mean, Tensor(b!) var, Tensor(c!) count, "
       "bool update, bool center, float eps, float clip) -> Tensor");
+  m.def(
+      "perceptual_reward(Tensor features, Tensor index, Tensor mean, Tensor inv_std, "
+      "Tensor step_weights) -> (Tensor reward, Tensor step_scores)");
 }

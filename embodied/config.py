@@ -51,21 +51,108 @@ class TaskConfig:
 
 
 @dataclass
+class ClipRewardConfig:
+    """VLM-RM's CLIP reward (``embodied.rewards.CLIPReward``): goal and baseline sentences."""
+
+    #: open_clip architecture (``open_clip.list_models()``)
+    model_name: str = "ViT-B-32"
+    #: open_clip pretrained tag, a path to a local checkpoint, or null for random weights (tests)
+    pretrained: Optional[str] = "laion2b_s34b_b79k"
+    #: sentences describing the goal (empty: the task's instruction)
+    goal_prompts: List[str] = field(default_factory=list)
+    #: neutral sentences of the scene without the goal, e.g. ["a humanoid robot"]
+    baseline_prompts: List[str] = field(default_factory=list)
+    #: goal-baseline regularisation strength in [0, 1] (0: plain cosine similarity)
+    alpha: float = 0.5
+    #: frames per forward pass
+    batch_size: int = 64
+    #: auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16
+    precision: str = "auto"
+
+    def validate(self) -> None:
+        _check(len(self.baseline_prompts) > 0, "reward.clip.baseline_prompts",
+               "needs at least one neutral sentence, e.g. ['a humanoid robot']")
+        _check(0.0 <= self.alpha <= 1.0, "reward.clip.alpha", f"must be in [0, 1], got {self.alpha}")
+        _check(self.batch_size >= 1, "reward.clip.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.precision in ("auto", "fp32", "fp16", "bf16"), "reward.clip.precision",
+               f"must be auto, fp32, fp16 or bf16, got {self.precision!r}")
+
+
+@dataclass
+class PerceptualRewardConfig:
+    """A perceptual reward learned from demonstrations (``embodied.rewards.PerceptualReward``)."""
+
+    #: a LeRobot dataset recorded by ``python -m sim.record``; null: record ``num_demos`` expert
+    #: episodes into the run directory first (tasks with a scripted expert)
+    demos: Optional[str] = None
+    #: the most demonstrations to learn from (successful episodes only)
+    num_demos: int = 5
+    #: tcn (trained on the demos, offline), pixels, torchvision or open_clip
+    backbone: str = "tcn"
+    #: keyword arguments of the backbone, e.g. {weights: resnet18.pth} for torchvision
+    backbone_args: Dict[str, Any] = field(default_factory=dict)
+    #: K, the steps each demonstration is split into
+    num_steps: int = 4
+    alpha: float = 5.0
+    top_n: int = 32
+    #: the fewest frames of a step, as a fraction of the shortest demo
+    min_length: float = 0.1
+    #: a saved reward (``PerceptualReward.save``) to use instead of fitting one
+    model: Optional[str] = None
+
+    def validate(self) -> None:
+        from embodied.rewards.features import BACKBONES
+
+        _check(self.num_demos >= 1, "reward.perceptual.num_demos", f"must be >= 1, got {self.num_demos}")
+        _check(self.backbone in BACKBONES, "reward.perceptual.backbone",
+               f"must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
+        _check(1 <= self.num_steps <= 30, "reward.perceptual.num_steps", f"must be in [1, 30], got {self.num_steps}")
+        _check(self.alpha >= 0, "reward.perceptual.alpha", f"must be >= 0, got {self.alpha}")
+        _check(self.top_n >= 1, "reward.perceptual.top_n", f"must be >= 1, got {self.top_n}")
+        _check(0 < self.min_length <= 1 / self.num_steps, "reward.perceptual.min_length",
+               f"must be in (0, 1/num_steps], got {self.min_length}")
+
+
+@dataclass
 class RewardConfig:
     """Reward terms and their weights; the training reward is sum(weight * term)."""
 
     #: term name -> weight. "env": the task's own (dense) reward; "success": 1 at steps where
-    #: the task's success predicate holds (a sparse reward)
+    #: the task's success predicate holds (a sparse reward); "clip": VLM-RM's CLIP reward of the
+    #: rendered frame; "perceptual": a reward learned from demonstrations
     weights: Dict[str, float] = field(default_factory=lambda: {"env": 1.0})
+    #: terms passed through a running mean/std normaliser before weighting
+    normalize: List[str] = field(default_factory=list)
+    #: render and score frames every this many env steps; frame terms hold their last value in
+    #: between (1: every step)
+    frame_every: int = 1
+    #: "step": score each step's frames at once; "rollout": keep the rollout's frames and score
+    #: them in one batch before the update (VLM-RM scores whole episodes in large batches)
+    score_at: str = "step"
+    #: where pixel reward models run (null: the learner's device)
+    device: Optional[str] = None
+    clip: ClipRewardConfig = field(default_factory=ClipRewardConfig)
+    perceptual: PerceptualRewardConfig = field(default_factory=PerceptualRewardConfig)
 
     def validate(self) -> None:
-        from embodied.rewards import REWARD_TERMS
+        from embodied.rewards.composite import MODEL_TERMS, REWARD_TERMS
 
+        known = sorted([*REWARD_TERMS, *MODEL_TERMS])
         _check(len(self.weights) > 0, "reward.weights", "needs at least one term, e.g. {env: 1.0}")
         for name, weight in self.weights.items():
-            _check(name in REWARD_TERMS, f"reward.weights.{name}",
-                   f"unknown reward term; known terms: {', '.join(sorted(REWARD_TERMS))}")
+            _check(name in known, f"reward.weights.{name}", f"unknown reward term; known terms: {', '.join(known)}")
             _check(weight == weight and abs(weight) != float("inf"), f"reward.weights.{name}", "must be finite")
+        for name in self.normalize:
+            _check(name in self.weights, "reward.normalize", f"names {name!r}, which is not in reward.weights")
+        _check(self.frame_every >= 1, "reward.frame_every", f"must be >= 1, got {self.frame_every}")
+        _check(self.score_at in ("step", "rollout"), "reward.score_at",
+               f"must be step or rollout, got {self.score_at!r}")
+        _check(self.device is None or self.device == "cpu" or self.device.startswith("cuda"), "reward.device",
+               f"must be null, cpu or cuda[:index], got {self.device!r}")
+        if "clip" in self.weights:
+            self.clip.validate()
+        if "perceptual" in self.weights:
+            self.perceptual.validate()
 
 
 @dataclass

@@ -32,6 +32,7 @@ from embodied.ops import RunningNormalizer
 from embodied.plot import plot_learning_curve
 from embodied.policies.gaussian_mlp import GaussianMLPPolicy
 from embodied.rewards import CompositeReward
+from embodied.rewards.build import build_reward
 from sim.vec_env import VecEnv
 
 log = logging.getLogger("embodied.train")
@@ -108,7 +109,14 @@ class Trainer:
                        target_kl=algo.target_kl, norm_adv=algo.norm_adv, adam_eps=algo.adam_eps,
                        grad_sync=self.dist.average_gradients if self.dist.enabled else None,
                        mean_sync=self.dist.mean if self.dist.enabled else None, generator=self.generator)
-        self.reward = CompositeReward(config.reward.weights)
+        self.reward: CompositeReward = build_reward(
+            config.reward, task, self.device, self.run_dir, self.rank_seed,
+            gather=self.dist.all_gather if self.dist.enabled else None, is_main=self.dist.is_main,
+            barrier=self.dist.barrier if self.dist.enabled else None)
+        self.frame_terms = self.reward.names_needing("frames")
+        # a frame term's last value per env, held between rendered steps (reward.frame_every > 1)
+        self.held: dict[str, torch.Tensor] = {}
+        self.env_steps_taken = 0
         # reward scaling by the running std of the discounted return (gymnasium's NormalizeReward)
         self.reward_norm = (RunningNormalizer((), center=False, clip=algo.clip_reward).to(self.device)
                             if algo.normalize_reward else None)
@@ -148,6 +156,8 @@ class Trainer:
         if self.reward_norm is not None:
             self.reward_norm.load_state_dict({k[len("reward_norm."):]: v for k, v in ckpt.trainer.items()
                                               if k.startswith("reward_norm.")})
+        self.reward.load_state_dict({k[len("reward_terms."):]: v for k, v in ckpt.trainer.items()
+                                     if k.startswith("reward_terms.")})
         if self.dist.is_main:
             torch.set_rng_state(ckpt.trainer["rng.torch"])
             self.generator.set_state(ckpt.trainer["rng.generator"])
@@ -170,6 +180,7 @@ class Trainer:
             extra["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if self.reward_norm is not None:
             extra.update({f"reward_norm.{k}": v for k, v in self.reward_norm.state_dict().items()})
+        extra.update({f"reward_terms.{k}": v for k, v in self.reward.state_dict().items()})
         return save_checkpoint(self.run_dir, self.global_step, self.update_idx, to_dict(self.config), self.policy,
                                self.ppo.optimizer, extra,
                                {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "task": self.config.task.name,
@@ -194,16 +205,26 @@ class Trainer:
 
     def collect(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """One rollout of ``num_steps`` into the buffer; returns the next observation and the
-        rollout's episode statistics (sums and counts, reduced across ranks by the caller)."""
-        algo, env, dev = self.config.algo, self.env, self.device
+        rollout's episode statistics (sums and counts, reduced across ranks by the caller).
+
+        Reward terms are gathered per step as ``[T, N]`` and combined, normalised and scaled after
+        the rollout, in step order: pixel terms may be scored once per rollout (``reward.score_at``),
+        and the result is the same as combining step by step.
+        """
+        algo, env, dev, rcfg = self.config.algo, self.env, self.device, self.config.reward
         needs = self.reward.needs
+        per_rollout = rcfg.score_at == "rollout"
+        values: dict[str, list[torch.Tensor | None]] = {name: [] for name in self.reward.terms}
+        frames: list[torch.Tensor | None] = []
+        dones: list[torch.Tensor] = []
         stats: dict[str, float] = {"episodes": 0.0, "return_sum": 0.0, "success_sum": 0.0, "length_sum": 0.0}
-        term_sums = {name: 0.0 for name in self.reward.terms}
         for _ in range(algo.num_steps):
             x = self._normalize_obs(obs.to(dev))
             action, log_prob, value = self.policy.act(x, normalized=True)
             clipped = action.clamp(self.act_low, self.act_high).cpu()
-            result = env.step(clipped)
+            render = bool(self.frame_terms) and self.env_steps_taken % rcfg.frame_every == 0
+            result = env.step(clipped, render=render)
+            self.env_steps_taken += 1
             batch: dict[str, Any] = {"env_reward": result.reward, "success": result.info["success"]}
             if "obs" in needs:
                 batch["obs"] = obs
@@ -211,21 +232,24 @@ class Trainer:
                 batch["next_obs"] = result.info["final_observation"]
             if "actions" in needs:
                 batch["actions"] = clipped
-            if "frames" in needs:
-                batch["frames"] = env.render()
             if "instructions" in needs:
                 batch["instructions"] = env.instructions
-            reward, terms = self.reward(batch)
-            for name, value_ in terms.items():
-                term_sums[name] += float(value_.float().mean())
+            step_frames = result.info["frames"] if render else None
+            if step_frames is not None and not per_rollout:
+                batch["frames"] = step_frames
+            step_values = self.reward.values(batch, skip=() if "frames" in batch else self.frame_terms)
+            for name in self.reward.terms:
+                values[name].append(step_values.get(name))
+            frames.append(step_frames if per_rollout else None)
             terminated, truncated = result.terminated.to(dev), result.truncated.to(dev)
             done = terminated | truncated
-            train_reward = self._scale_rewards(reward.to(dev, torch.float32), done)
+            dones.append(done)
             final_values = None
             if truncated.any():
                 with torch.no_grad():
                     final_values = self.policy.value(result.info["final_observation"].to(dev))
-            self.buffer.add(x, action, log_prob, value, train_reward, terminated, truncated, final_values)
+            # the reward is filled in after the rollout (_fill_rewards)
+            self.buffer.add(x, action, log_prob, value, torch.zeros_like(value), terminated, truncated, final_values)
             self.ever_success |= result.info["success"]
             done_cpu = done.cpu()
             if done_cpu.any():
@@ -235,9 +259,45 @@ class Trainer:
                 stats["success_sum"] += float(self.ever_success[done_cpu].sum())
                 self.ever_success &= ~done_cpu
             obs = result.observation
-        for name, total in term_sums.items():
-            stats[f"term/{name}"] = total / algo.num_steps
+        if per_rollout:
+            self._score_rollout_frames(frames, values)
+        self._hold_frame_terms(values)
+        stats.update(self._fill_rewards(values, dones))
         return obs, stats
+
+    def _score_rollout_frames(self, frames: list[torch.Tensor | None],
+                              values: dict[str, list[torch.Tensor | None]]) -> None:
+        """Score every frame of the rollout in one batch per term (VLM-RM's large batches)."""
+        steps = [t for t, f in enumerate(frames) if f is not None]
+        if not steps:
+            return
+        stacked = torch.cat([frames[t] for t in steps])  # type: ignore[misc]
+        n = self.config.algo.num_envs
+        for name in self.frame_terms:
+            scores = self.reward.values({"frames": stacked}, skip=[k for k in self.reward.terms if k != name])[name]
+            for k, t in enumerate(steps):
+                values[name][t] = scores[k * n:(k + 1) * n]
+
+    def _hold_frame_terms(self, values: dict[str, list[torch.Tensor | None]]) -> None:
+        """Steps without a frame repeat the env's last score of each frame term."""
+        for name in self.frame_terms:
+            seq = values[name]
+            for t, v in enumerate(seq):
+                if v is None:
+                    held = self.held.get(name)
+                    seq[t] = held if held is not None else torch.zeros(self.config.algo.num_envs)
+                else:
+                    self.held[name] = v
+
+    def _fill_rewards(self, values: dict[str, list[torch.Tensor | None]], dones: list[torch.Tensor]) -> dict[str, float]:
+        """Combine the terms step by step into the buffer's rewards; returns each term's mean."""
+        dev = self.device
+        for t, done in enumerate(dones):
+            step_values = {name: seq[t] for name, seq in values.items()}
+            total = self.reward.combine(step_values)  # type: ignore[arg-type]
+            self.buffer.rewards[t] = self._scale_rewards(total.to(dev, torch.float32), done)
+        return {f"term/{name}": float(torch.stack(seq).float().mean())  # type: ignore[arg-type]
+                for name, seq in values.items()}
 
     def evaluate(self) -> EvalResult:
         cfg, task = self.config.eval, self.config.task

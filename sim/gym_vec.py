@@ -329,7 +329,9 @@ class _EnvSlice:
             obs, _ = env.reset(seed=None if seeds is None else seeds[i])
             self.bufs.obs[i] = obs
 
-    def step(self) -> None:
+    def step(self, render: bool = False) -> None:
+        """Steps every env; with ``render``, frames of the stepped states go to ``bufs.frames``
+        before finished envs reset (one batched render for the slice)."""
         b = self.bufs
         assert b is not None
         for (i, env), dtype in zip(self._rows(), self._act_dtypes):
@@ -341,9 +343,14 @@ class _EnvSlice:
             # truncated; a terminal state must not be bootstrapped, so termination wins
             b.truncated[i] = bool(trunc) and not bool(term)
             b.success[i] = bool(info.get("success", False))
-            if term or trunc:
+        if render:
+            self.render(list(self.ids))
+        for i, env in self._rows():
+            if b.terminated[i] or b.truncated[i]:
                 obs, _ = env.reset()
-            b.obs[i] = obs
+                b.obs[i] = obs
+            else:
+                b.obs[i] = b.final_obs[i]
 
     def render(self, ids: Sequence[int]) -> None:
         """Writes frames of envs ``ids`` (global indices within this slice) to ``bufs.frames``."""
@@ -403,7 +410,7 @@ def _worker_main(conn: Connection, env_fns: Sequence[EnvFactory], ids: range, re
                 break
             try:
                 if cmd == "step":
-                    envs.step()
+                    envs.step(bool(arg))
                 elif cmd == "reset":
                     envs.reset(arg)
                 elif cmd == "render":
@@ -728,9 +735,11 @@ class GymVecEnv(VecEnv):
         b = self._bufs
         b.actions[:] = actions
         if self._local is not None:
-            self._local.step()
+            self._local.step(self._want_frames)
         else:
-            self._broadcast(("step", None), "stepping")
+            self._broadcast(("step", self._want_frames), "stepping")
+        if self._want_frames:
+            self._capture_final_frames(torch.from_numpy(b.frames.copy()))
         reward = b.reward.copy()
         terminated, truncated = b.terminated.copy(), b.truncated.copy()
         ep_return, ep_length = self._stats.add(reward, terminated | truncated)

@@ -110,7 +110,7 @@ class VecEnv(abc.ABC):
         self._check_obs(obs, "reset")
         return obs
 
-    def step(self, actions: torch.Tensor | np.ndarray) -> StepResult:
+    def step(self, actions: torch.Tensor | np.ndarray, render: bool = False) -> StepResult:
         """Apply ``actions [N, *action_shape]`` (float) to every env and advance one step.
 
         Returns ``StepResult(observation, reward, terminated, truncated, info)`` where ``info`` has
@@ -118,10 +118,26 @@ class VecEnv(abc.ABC):
         ``final_observation`` (``[N, *obs_shape]``; rows of envs that just finished hold their
         last observation, other rows equal ``observation``), ``episode_return`` /
         ``episode_length`` (``[N]``; non-zero only where an episode just finished).
+
+        ``render=True`` adds ``info["frames"]``: uint8 ``[N, H, W, 3]`` of the state this step
+        reached, rendered before automatic resets (a finished env's frame shows its final state,
+        which pixel rewards must score, not the next episode's start).
         """
+        if not isinstance(render, (bool, np.bool_)):
+            raise TypeError(f"render must be a bool, got {type(render).__name__}")
         act = self._check_actions(actions)
-        result = self._step(act)
+        self._want_frames, self._final_frames = bool(render), None
+        try:
+            result = self._step(act)
+        finally:
+            self._want_frames = False
         self._check_obs(result.observation, "step")
+        if render:
+            frames, self._final_frames = self._final_frames, None
+            if frames is None:
+                raise RuntimeError(f"{type(self).__name__}._step did not capture frames before its automatic "
+                                   "reset; it must call self._capture_final_frames() when step(render=True)")
+            result.info["frames"] = frames
         return result
 
     def render(self, env_ids: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
@@ -143,6 +159,18 @@ class VecEnv(abc.ABC):
         self.close()
 
     # ---- for subclasses ---------------------------------------------------------------
+    _want_frames: bool = False
+    _final_frames: torch.Tensor | None = None
+
+    def _capture_final_frames(self, frames: torch.Tensor | None = None) -> None:
+        """Call from ``_step`` after the physics step and before automatic resets.
+
+        Renders every env (or takes ``frames`` a backend rendered itself, e.g. in its workers) when
+        the caller asked ``step(render=True)``; a no-op otherwise.
+        """
+        if self._want_frames:
+            self._final_frames = self.render() if frames is None else frames
+
     @abc.abstractmethod
     def _reset(self, seed: int | None) -> torch.Tensor: ...
 

@@ -25,8 +25,8 @@ else:
     from embodied.ops import _fake  # noqa: F401  (registers the fake kernels)
 
 __all__ = [
-    "backends", "gae", "bootstrap_truncated", "vlm_rm_reward", "running_normalize",
-    "RunningNormalizer", "reference",
+    "backends", "gae", "bootstrap_truncated", "vlm_rm_reward", "perceptual_reward",
+    "running_normalize", "RunningNormalizer", "reference",
 ]
 
 _warned = False
@@ -153,6 +153,39 @@ def vlm_rm_reward(image_embeds: torch.Tensor, goal: torch.Tensor, baseline: torc
             {"image_embeds": image_embeds, "goal": goal, "baseline": baseline},
             "an embedding's squared norm overflowed; the embeddings are far too large")
     return rewards
+
+
+def perceptual_reward(features: torch.Tensor, index: torch.Tensor, mean: torch.Tensor,
+                      inv_std: torch.Tensor, step_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perceptual reward of frames against a task's steps (Sermanet, Xu, Levine, 2016,
+    "Unsupervised perceptual rewards for imitation learning").
+
+    Each of K task steps models its positive frames' n selected features as independent
+    Gaussians (naive Bayes). A frame's score for step g is the geometric mean over those
+    features of the likelihood relative to its peak, in (0, 1]:
+        step_scores[b, g] = exp(-1/2 * 1/n * sum_j ((features[b, index[g, j]] - mean[g, j]) * inv_std[g, j])^2)
+        reward[b] = sum_g step_weights[g] * step_scores[b, g]
+
+    Args:
+        features: [B, D] float32 or float64 frame features, already z-normalised; B may be 0.
+        index: [K, n] int64, the n selected feature indices of each step, each in [0, D).
+        mean, inv_std: [K, n], the positives' mean and 1 / standard deviation of each selected
+            feature (inv_std finite and > 0); features' dtype and device.
+        step_weights: [K], features' dtype and device.
+
+    Returns: (reward [B], step_scores [B, K]), in features' dtype and on its device.
+
+    Raises ValueError naming the element for an index out of range, a non-finite mean or step
+    weight, an inv_std that is not finite and > 0, or a non-finite selected feature (features
+    not selected by index are never read). A finite frame so far from a step that the squared
+    distance overflows scores 0 there.
+    """
+    if _compiled():
+        return torch.ops.embodied.perceptual_reward(features, index, mean, inv_std, step_weights)
+    validate.perceptual_inputs(features, index, mean, inv_std, step_weights)
+    validate.perceptual_parameters(features.shape[1], index, mean, inv_std, step_weights)
+    validate.perceptual_features(features, index)
+    return reference.perceptual_reward(features, index, mean, inv_std, step_weights)
 
 
 def running_normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor,

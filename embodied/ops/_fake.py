@@ -30,3 +30,9 @@ def _vlm_rm_reward_fake(image_embeds, goal, baseline, alpha):
 def _running_normalize_fake(x, mean, var, count, update, center, eps, clip):
     validate.running_norm_inputs(x, mean, var, count, eps, clip)
     return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("embodied::perceptual_reward")
+def _perceptual_reward_fake(features, index, mean, inv_std, step_weights):
+    validate.perceptual_inputs(features, index, mean, inv_std, step_weights)
+    return features.new_empty(features.shape[0]), features.new_empty(features.shape[0], index.shape[0])

@@ -76,3 +76,13 @@ def running_normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, co
     centred = x.double() - mean.double() if center else x.double()
     y = centred / torch.sqrt(var.double() + eps)
     return y.clamp(-clip, clip).to(x.dtype)
+
+
+def perceptual_reward(features: torch.Tensor, index: torch.Tensor, mean: torch.Tensor,
+                      inv_std: torch.Tensor, step_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sermanet et al.'s perceptual reward: gather each step's selected features, take the mean
+    squared standardised deviation, and weight the steps' exp(-1/2 of it)."""
+    selected = features[:, index]  # [B, K, n]
+    z = (selected - mean) * inv_std
+    step_scores = torch.exp(-0.5 * (z * z).mean(-1))  # [B, K]
+    return step_scores @ step_weights, step_scores

@@ -139,6 +139,74 @@ def running_norm_inputs(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
         raise ValueError(f"{op}: clip must be > 0 (inf disables clipping), got {clip}")
 
 
+def perceptual_inputs(features: torch.Tensor, index: torch.Tensor, mean: torch.Tensor,
+                      inv_std: torch.Tensor, step_weights: torch.Tensor) -> None:
+    op = "embodied.ops.perceptual_reward"
+    if features.dim() != 2:
+        raise ValueError(f"{op}: features must be [B, D], got shape {list(features.shape)}")
+    if features.shape[1] == 0:
+        raise ValueError(f"{op}: the feature dimension D must be > 0")
+    if features.dtype not in _REAL:
+        raise TypeError(f"{op}: features must be float32 or float64, got {features.dtype}"
+                        "; cast half-precision features with .float()")
+    if index.dim() != 2:
+        raise ValueError(f"{op}: index must be [K, n] (n selected feature indices for each of K "
+                         f"steps), got shape {list(index.shape)}")
+    if index.shape[0] == 0 or index.shape[1] == 0:
+        raise ValueError(f"{op}: index must select at least one feature (n >= 1) for at least one "
+                         f"step (K >= 1), got shape {list(index.shape)}")
+    if index.dtype != torch.int64:
+        raise TypeError(f"{op}: index must be int64, got {index.dtype}; convert it with .long()")
+    if mean.shape != index.shape:
+        raise ValueError(f"{op}: mean must be [K, n] = {list(index.shape)} like index, "
+                         f"got shape {list(mean.shape)}")
+    if inv_std.shape != index.shape:
+        raise ValueError(f"{op}: inv_std must be [K, n] = {list(index.shape)} like index, "
+                         f"got shape {list(inv_std.shape)}")
+    if step_weights.dim() != 1 or step_weights.shape[0] != index.shape[0]:
+        raise ValueError(f"{op}: step_weights must be [K] = [{index.shape[0]}], "
+                         f"got shape {list(step_weights.shape)}")
+    if not (mean.dtype == inv_std.dtype == step_weights.dtype == features.dtype):
+        raise TypeError(f"{op}: features, mean, inv_std and step_weights must share one dtype, got "
+                        f"{features.dtype}, {mean.dtype}, {inv_std.dtype} and {step_weights.dtype}")
+    _same_device(op, features, "features", index, "index")
+    _same_device(op, features, "features", mean, "mean")
+    _same_device(op, features, "features", inv_std, "inv_std")
+    _same_device(op, features, "features", step_weights, "step_weights")
+
+
+def perceptual_parameters(D: int, index: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor,
+                          step_weights: torch.Tensor) -> None:
+    """The parameters' values: every index in [0, D), mean and step_weights finite, inv_std
+    finite and > 0 (data-dependent, so not part of the fake kernel)."""
+    op = "embodied.ops.perceptual_reward"
+    bad = ((index < 0) | (index >= D)).nonzero()
+    if len(bad):
+        g, j = (int(i) for i in bad[0])
+        raise ValueError(f"{op}: index[{g}, {j}] = {int(index[g, j])} is out of range for features "
+                         f"of dimension D = {D}; every index must be in [0, D)")
+    if not (torch.isfinite(mean).all() and torch.isfinite(step_weights).all()):
+        raise_nonfinite(op, {"mean": mean, "step_weights": step_weights}, "")
+    bad = (~(torch.isfinite(inv_std) & (inv_std > 0))).nonzero()
+    if len(bad):
+        g, j = (int(i) for i in bad[0])
+        raise ValueError(f"{op}: inv_std[{g}, {j}] = {float(inv_std[g, j])} must be finite and > 0 "
+                         "(1 / the positives' standard deviation); clamp the deviation away from 0 "
+                         "before inverting it")
+
+
+def perceptual_features(features: torch.Tensor, index: torch.Tensor) -> None:
+    """Raise naming the first non-finite selected feature; unselected ones are never read."""
+    selected = torch.zeros(features.shape[1], dtype=torch.bool, device=features.device)
+    selected[index.flatten()] = True
+    bad = (~torch.isfinite(features) & selected).nonzero()
+    if len(bad):
+        b, d = (int(i) for i in bad[0])
+        raise ValueError(f"embodied.ops.perceptual_reward: features[{b}, {d}] is not finite "
+                         f"({len(bad)} non-finite selected element(s) in features); check whatever "
+                         "produced it, the op never ignores NaN or Inf")
+
+
 def raise_nonfinite(op: str, inputs: dict[str, torch.Tensor], otherwise: str) -> None:
     """Raise a ValueError naming the first non-finite input element (the error path)."""
     for name, t in inputs.items():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -80,41 +80,105 @@ class SuccessReward(RewardTerm):
         return batch["success"].float()
 
 
-#: term name (the key of ``reward.weights``) -> term class
+#: terms built without arguments: name (the key of ``reward.weights``) -> class
 REWARD_TERMS: dict[str, type[RewardTerm]] = {"env": EnvReward, "success": SuccessReward}
+#: terms built from their config section by ``embodied.rewards.build_reward`` (reward models)
+MODEL_TERMS: tuple[str, ...] = ("clip", "perceptual")
 
 
 class CompositeReward:
     """``sum(weight * term(batch))`` over the configured terms.
 
-    Returns ``(reward [N], {name: term [N]})``; the per-term values are unweighted, so logs show
-    each term on its own scale.
+    ``normalize`` names terms passed through a running mean/std normaliser (the compiled
+    ``running_normalize`` op) before weighting, so terms on different scales (a CLIP similarity
+    near 0.2, a task reward in the hundreds) can be mixed with interpretable weights;
+    ``gather`` (e.g. ``Distributed.all_gather``) merges every rank's values into the statistics.
+
+    ``__call__(batch)`` returns ``(reward [N], {name: term [N]})``; the per-term values are
+    unweighted and unnormalised, so logs show each term on its own scale. ``values(batch)`` and
+    ``combine(values)`` split the two stages, for callers that compute some terms later (pixel
+    terms scored once per rollout).
     """
 
-    def __init__(self, weights: Mapping[str, float], terms: Mapping[str, RewardTerm] | None = None) -> None:
+    def __init__(self, weights: Mapping[str, float], terms: Mapping[str, RewardTerm] | None = None,
+                 normalize: Sequence[str] = (), gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 clip: float = 10.0) -> None:
         if not weights:
             raise ValueError("CompositeReward: weights must name at least one term, e.g. {'env': 1.0}")
         self.weights = dict(weights)
         built: dict[str, RewardTerm] = dict(terms or {})
         for name in self.weights:
             if name not in built:
+                if name in MODEL_TERMS:
+                    raise ValueError(f"reward term {name!r} is a reward model: build it with "
+                                     "embodied.rewards.build_reward or pass it in terms=")
                 if name not in REWARD_TERMS:
-                    raise ValueError(f"unknown reward term {name!r}; known terms: {', '.join(sorted(REWARD_TERMS))}")
+                    raise ValueError(f"unknown reward term {name!r}; known terms: "
+                                     f"{', '.join(sorted([*REWARD_TERMS, *MODEL_TERMS]))}")
                 built[name] = REWARD_TERMS[name]()
         self.terms = {name: built[name] for name in self.weights}
+        unknown = sorted(set(normalize) - set(self.weights))
+        if unknown:
+            raise ValueError(f"CompositeReward: normalize names {unknown}, which are not weighted terms "
+                             f"{sorted(self.weights)}")
+        from embodied.ops import RunningNormalizer
+
+        self.normalizers = {name: RunningNormalizer((), clip=clip) for name in normalize}
+        self.gather = gather
 
     @property
     def needs(self) -> frozenset[str]:
         return frozenset().union(*(term.needs for term in self.terms.values()))
 
-    def __call__(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        missing = self.needs - set(batch)
+    def names_needing(self, field: str) -> list[str]:
+        """The terms that read batch field ``field`` (e.g. ``"frames"``)."""
+        return [name for name, term in self.terms.items() if field in term.needs]
+
+    def values(self, batch: Mapping[str, Any], skip: Collection[str] = ()) -> dict[str, torch.Tensor]:
+        """Unweighted ``{name: term [N]}`` of every term not in ``skip``."""
+        out = {}
+        for name, term in self.terms.items():
+            if name in skip:
+                continue
+            missing = term.needs - set(batch)
+            if missing:
+                raise KeyError(f"reward term {name!r} needs batch fields {sorted(missing)}")
+            value = term(batch)
+            if not torch.isfinite(value).all():
+                raise ValueError(f"reward term {name!r} returned non-finite values")
+            out[name] = value
+        return out
+
+    def combine(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``sum(weight * normalised term)``; updates the running statistics of normalised terms."""
+        missing = set(self.weights) - set(values)
         if missing:
-            raise KeyError(f"reward batch lacks {sorted(missing)}")
-        values = {name: term(batch) for name, term in self.terms.items()}
-        total = sum(self.weights[name] * value for name, value in values.items())
-        assert isinstance(total, torch.Tensor)
-        if not torch.isfinite(total).all():
-            bad = [name for name, v in values.items() if not torch.isfinite(v).all()]
-            raise ValueError(f"reward terms {bad} returned non-finite values")
-        return total, values
+            raise KeyError(f"CompositeReward.combine: no values for terms {sorted(missing)}")
+        total: torch.Tensor | None = None
+        for name, weight in self.weights.items():
+            value = values[name].float()
+            norm = self.normalizers.get(name)
+            if norm is not None:
+                norm = norm.to(value.device)
+                self.normalizers[name] = norm
+                if self.gather is None:
+                    value = norm(value, update=True).float()
+                else:  # every rank merges the same gathered batch, so the statistics stay equal
+                    norm(self.gather(value), update=True)
+                    value = norm(value, update=False).float()
+            part = weight * value
+            total = part if total is None else total + part.to(total.device)
+        assert total is not None
+        return total
+
+    def __call__(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        values = self.values(batch)
+        return self.combine(values), values
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The normalisers' statistics (``<term>.<buffer>``), for checkpoints."""
+        return {f"{name}.{k}": v for name, norm in self.normalizers.items() for k, v in norm.state_dict().items()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        for name, norm in self.normalizers.items():
+            norm.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")})

@@ -334,6 +334,7 @@ class IsaacGymVecEnv(VecEnv):
         terminated_cpu = terminated.to("cpu", copy=True)
         truncated_cpu, done_cpu = truncated.cpu(), done.cpu()
         ep_return, ep_length = self._stats.add(reward_cpu.numpy().astype(np.float64), done_cpu.numpy())
+        self._capture_final_frames()
         if bool(done_cpu.any()):
             self._reset_envs(done.nonzero().squeeze(1))
             rows = done_cpu.view(-1, *([1] * (final_obs.dim() - 1)))

@@ -282,6 +282,7 @@ class MujocoVecEnv(VecEnv):
         done = terminated | truncated
         final_obs = self._observation(self._state)
         ep_return, ep_length = self._stats.add(out.reward, done)
+        self._capture_final_frames()
         if done.any():
             self._reset_envs(np.flatnonzero(done))
             obs = self._observation(self._state)

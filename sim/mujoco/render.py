@@ -68,7 +68,9 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import importlib
+import importlib.util
 import math
 import os
 import queue
@@ -236,7 +238,20 @@ def _layout(height: int, width: int, max_tiles: int, max_size: int) -> _Layout:
 
 def _gl_context_class(name: str) -> Any:
     """``mujoco.<name>.GLContext`` (importing it loads that backend's GL library)."""
+    _load_triton_first()
     return importlib.import_module(f"mujoco.{name}").GLContext
+
+
+@functools.cache
+def _load_triton_first() -> None:
+    """Import triton (when installed) before a GL library is loaded.
+
+    Mesa's software rasteriser (llvmpipe) and triton each carry their own LLVM; once Mesa's
+    is loaded, importing triton (which ``torch._dynamo`` and so ``torchvision`` do) segfaults
+    the process. The other order works.
+    """
+    if importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
 
 
 def _backend_order(backend: str | None) -> list[str]:

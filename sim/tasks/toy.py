@@ -101,6 +101,7 @@ class PointVecEnv(VecEnv):
         done = terminated | truncated
         final_obs = self._observation()
         ep_return, ep_length = self._stats.add(reward, done)
+        self._capture_final_frames()
         if done.any():
             self._reset_envs(np.flatnonzero(done))
             obs = self._observation()

@@ -6,19 +6,23 @@ import embodied.ops as ops
 from embodied.ops import reference
 
 
-def step(rewards, values, dones, next_value, embeds, goal, baseline, x, mean, var, count):
+def step(rewards, values, dones, next_value, embeds, goal, baseline, features, index, step_mean, inv_std,
+         step_weights, x, mean, var, count):
     adv, ret = ops.gae(rewards, values, dones, next_value, 0.99, 0.95)
     r = ops.vlm_rm_reward(embeds, goal, baseline, 0.5)
+    perceptual, step_scores = ops.perceptual_reward(features, index, step_mean, inv_std, step_weights)
     y = ops.running_normalize(x, mean, var, count)
-    return (adv - adv.mean()) / (adv.std() + 1e-8), ret, r * 2, y + 1
+    return (adv - adv.mean()) / (adv.std() + 1e-8), ret, r * 2, perceptual + 1, step_scores.amax(-1), y + 1
 
 
 def inputs():
     g = torch.Generator().manual_seed(0)
-    T, N, B, D = 16, 4, 6, 32
+    T, N, B, D, K, n = 16, 4, 6, 32, 3, 5
     return [torch.randn(T, N, generator=g), torch.randn(T, N, generator=g), torch.rand(T, N, generator=g) < 0.1,
             torch.randn(N, generator=g), torch.randn(B, D, generator=g), torch.randn(D, generator=g),
-            torch.randn(D, generator=g), torch.randn(B, 3, generator=g), torch.zeros(3, dtype=torch.float64),
+            torch.randn(D, generator=g), torch.randn(B, D, generator=g), torch.randint(0, D, (K, n), generator=g),
+            torch.randn(K, n, generator=g), torch.rand(K, n, generator=g) + 0.5, torch.rand(K, generator=g),
+            torch.randn(B, 3, generator=g), torch.zeros(3, dtype=torch.float64),
             torch.ones(3, dtype=torch.float64), torch.tensor(1e-4, dtype=torch.float64)]
 
 
@@ -58,3 +62,14 @@ def test_fullgraph_compile_with_dynamic_shapes():
         r, v, nv = torch.randn(T, N), torch.randn(T, N), torch.randn(N)
         d = torch.zeros(T, N, dtype=torch.bool)
         torch.testing.assert_close(f(r, v, d, nv), reference.gae(r, v, d, nv, 0.9, 0.8)[0])
+
+
+def test_fullgraph_compile_perceptual_reward_with_dynamic_shapes():
+    torch._dynamo.reset()
+    f = torch.compile(ops.perceptual_reward, fullgraph=True, dynamic=True)
+    g = torch.Generator().manual_seed(1)
+    for B, D, K, n in [(5, 16, 3, 2), (9, 40, 4, 7), (2, 8, 1, 1)]:
+        args = (torch.randn(B, D, generator=g), torch.randint(0, D, (K, n), generator=g),
+                torch.randn(K, n, generator=g), torch.rand(K, n, generator=g) + 0.5, torch.rand(K, generator=g))
+        for got, want in zip(f(*args), reference.perceptual_reward(*args)):
+            torch.testing.assert_close(got, want)

@@ -144,6 +144,72 @@ def test_running_normalize_non_finite_batch_leaves_statistics_untouched(impl, up
         assert torch.equal(args[k], b)
 
 
+def perceptual_args(**override):
+    g = torch.Generator().manual_seed(0)
+    args = dict(features=torch.randn(5, 8, generator=g), index=torch.tensor([[0, 3, 5], [7, 1, 1]]),
+                mean=torch.randn(2, 3, generator=g), inv_std=torch.full((2, 3), 2.0), step_weights=torch.ones(2))
+    args.update(override)
+    return args
+
+
+PERCEPTUAL_CASES = [
+    (dict(features=torch.randn(5, 8, 1)), ValueError, r"features must be \[B, D\]"),
+    (dict(features=torch.randn(5, 0)), ValueError, "D must be > 0"),
+    (dict(features=torch.randn(5, 8).half()), TypeError, "features must be float32 or float64"),
+    (dict(index=torch.tensor([0, 3, 5])), ValueError, r"index must be \[K, n\]"),
+    (dict(index=torch.zeros(2, 0, dtype=torch.int64), mean=torch.zeros(2, 0), inv_std=torch.ones(2, 0)),
+     ValueError, r"at least one feature \(n >= 1\) for at least one step \(K >= 1\)"),
+    (dict(index=torch.zeros(0, 3, dtype=torch.int64), mean=torch.zeros(0, 3), inv_std=torch.ones(0, 3),
+          step_weights=torch.ones(0)), ValueError, "at least one feature"),
+    (dict(index=torch.tensor([[0, 3, 5], [7, 1, 1]], dtype=torch.int32)), TypeError, "index must be int64"),
+    (dict(mean=torch.zeros(3, 2)), ValueError, r"mean must be \[K, n\] = \[2, 3\] like index"),
+    (dict(inv_std=torch.ones(2, 4)), ValueError, r"inv_std must be \[K, n\] = \[2, 3\] like index"),
+    (dict(step_weights=torch.ones(3)), ValueError, r"step_weights must be \[K\] = \[2\]"),
+    (dict(step_weights=torch.ones(2, 1)), ValueError, r"step_weights must be \[K\] = \[2\]"),
+    (dict(mean=torch.zeros(2, 3, dtype=torch.float64)), TypeError, "must share one dtype"),
+    (dict(step_weights=torch.ones(2, dtype=torch.float64)), TypeError, "must share one dtype"),
+    (dict(index=torch.tensor([[0, 3, 5], [7, 8, 1]])), ValueError,
+     r"index\[1, 1\] = 8 is out of range for features of dimension D = 8; every index must be in \[0, D\)"),
+    (dict(index=torch.tensor([[0, -1, 5], [7, 1, 1]])), ValueError, r"index\[0, 1\] = -1 is out of range"),
+    (dict(inv_std=torch.tensor([[2.0, 2.0, 2.0], [2.0, 0.0, 2.0]])), ValueError,
+     r"inv_std\[1, 1\] = 0.* must be finite and > 0"),
+    (dict(inv_std=torch.tensor([[2.0, 2.0, -1.0], [2.0, 2.0, 2.0]])), ValueError, r"inv_std\[0, 2\] = -1"),
+    (dict(inv_std=torch.tensor([[2.0, 2.0, 2.0], [math.inf, 2.0, 2.0]])), ValueError,
+     r"inv_std\[1, 0\] = inf.* must be finite and > 0"),
+    (dict(mean=torch.tensor([[0.0, nan, 0.0], [0.0, 0.0, 0.0]])), ValueError, r"mean\[0, 1\] is not finite"),
+    (dict(step_weights=torch.tensor([1.0, -math.inf])), ValueError, r"step_weights\[1\] is not finite"),
+]
+
+
+@pytest.mark.parametrize("override,exc,match", PERCEPTUAL_CASES)
+def test_perceptual_reward_rejects(impl, override, exc, match):
+    with pytest.raises(exc, match=match):
+        ops.perceptual_reward(**perceptual_args(**override))
+
+
+@pytest.mark.parametrize("bad", [nan, math.inf, -math.inf])
+def test_perceptual_reward_names_the_non_finite_selected_feature(impl, bad):
+    args = perceptual_args()
+    args["features"][3, 7] = bad
+    args["features"][4, 2] = nan  # not selected by index: never read
+    with pytest.raises(ValueError, match=r"features\[3, 7\] is not finite \(1 non-finite selected"):
+        ops.perceptual_reward(**args)
+
+
+def test_perceptual_reward_ignores_unselected_features(impl):
+    args = perceptual_args()
+    args["features"][:, [2, 4, 6]] = nan
+    reward, scores = ops.perceptual_reward(**args)
+    assert torch.isfinite(reward).all() and torch.isfinite(scores).all()
+
+
+def test_perceptual_reward_overflowing_distance_scores_zero(impl):
+    # Finite but so far from the step mean that the squared distance overflows: the limit, 0.
+    args = perceptual_args(features=torch.full((2, 8), 3e38), mean=torch.full((2, 3), -3e38))
+    reward, scores = ops.perceptual_reward(**args)
+    assert torch.equal(scores, torch.zeros(2, 2)) and torch.equal(reward, torch.zeros(2))
+
+
 def test_fallback_warns_once(monkeypatch):
     monkeypatch.setattr(ops, "_C", None)
     monkeypatch.setattr(ops, "_warned", False)
@@ -153,6 +219,7 @@ def test_fallback_warns_once(monkeypatch):
         warnings.simplefilter("error")
         ops.gae(**gae_args())
         ops.vlm_rm_reward(**vlm_args())
+        ops.perceptual_reward(**perceptual_args())
     assert ops.backends() == ["reference"]
 
 

@@ -52,6 +52,7 @@ class FakeReach(VecEnv):
         success = np.abs(self.pos - self.goal) < 0.1
         truncated = self.t >= self.max_episode_steps
         final = self._obs()
+        self._capture_final_frames()
         self.pos[truncated] = 0.0
         self.t[truncated] = 0
         info = {"success": torch.from_numpy(success), "final_observation": final,

@@ -45,6 +45,20 @@ void check_running_norm_inputs(const at::Tensor& x, const at::Tensor& mean, cons
 [[noreturn]] void throw_running_norm_nonfinite(const at::Tensor& x, const at::Tensor& mean,
                                                const at::Tensor& var, bool batch_overflow);
 
+void check_perceptual_inputs(const at::Tensor& features, const at::Tensor& index,
+                             const at::Tensor& mean, const at::Tensor& inv_std,
+                             const at::Tensor& step_weights);
+
+// The parameters' values, given as contiguous CPU tensors: every index in [0, D), mean and
+// step_weights finite, inv_std finite and > 0.
+void check_perceptual_parameters(int64_t D, const at::Tensor& index, const at::Tensor& mean,
+                                 const at::Tensor& inv_std, const at::Tensor& step_weights);
+
+// Called when some step's squared distance came out non-finite: throws naming the first
+// non-finite selected feature, and returns when there is none (the distance overflowed,
+// and its score of 0 is right). Unselected features are never read, so never blamed.
+void check_perceptual_features(const at::Tensor& features, const at::Tensor& index);
+
 // Called when an op's result came out non-finite: finds the first non-finite input
 // element (the error path may be slow) and throws a ValueError naming it.
 [[noreturn]] void throw_nonfinite(const char* op, std::initializer_list<NamedTensor> inputs,

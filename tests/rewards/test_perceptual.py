@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+from embodied import ops
+from embodied.rewards.features import PixelFeatures, TimeContrastiveEncoder, make_backbone
+from embodied.rewards.perceptual import PerceptualReward, load_demo_frames
+from sim.record import RecordConfig, record
+
+
+@pytest.fixture(scope="module")
+def window_demos(tmp_path_factory):
+    """Five scripted window-close demonstrations at 48 x 48 (sim.record, ~10 s)."""
+    out = tmp_path_factory.mktemp("demos") / "window-close"
+    record(RecordConfig(task="metaworld/window-close", episodes=5, out=str(out), num_envs=5,
+                        render_size=[48, 48], crf=10), log=lambda *_: None)
+    return load_demo_frames(out)
+
+
+def _rank_corr(x: torch.Tensor) -> float:
+    """Spearman correlation of x with time."""
+    ranks = x.argsort().argsort().double()
+    t = torch.arange(len(x), dtype=torch.float64)
+    return float(torch.corrcoef(torch.stack([ranks, t]))[0, 1])
+
+
+@pytest.mark.parametrize("backbone,args", [("tcn", {"iterations": 150, "image_size": 48}), ("pixels", {})])
+def test_reward_ranks_later_steps_of_a_held_out_demo_higher(window_demos, backbone, args):
+    reward = PerceptualReward(backbone, args, num_steps=4).fit(window_demos[:4], seed=0)
+    held_out = window_demos[4]
+    r = reward(held_out)
+    assert r.shape == (len(held_out),) and r.dtype == torch.float32
+    assert bool(((r > 0) & (r <= 1)).all())
+    quarter = len(r) // 4
+    assert r[-quarter:].mean() > 2 * r[:quarter].mean()
+    assert _rank_corr(r) > 0.5
+    # every demo is split into 4 increasing steps
+    assert all(len(b) == 4 and b == sorted(b) and b[0] == 0 for b in reward.boundaries)
+
+
+def test_scores_match_the_gaussian_naive_bayes_formula(window_demos):
+    reward = PerceptualReward("pixels", {"grid": 8}, num_steps=3, top_n=5).fit(window_demos[:3])
+    frames = window_demos[3][::7]
+    total, steps = reward.score_steps(frames)
+    s = reward.state
+    z = (PixelFeatures(8).encode(frames) - s["center"]) / s["scale"]
+    expected = torch.stack([
+        torch.exp(-0.5 * (((z[:, s["index"][g]] - s["mean"][g]) * s["inv_std"][g]) ** 2).mean(1)) for g in range(3)
+    ], 1)
+    torch.testing.assert_close(steps, expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(total, (expected * torch.tensor([1, 2, 4]) / 7).sum(1), rtol=1e-4, atol=1e-6)
+
+
+def test_save_and_load_round_trip(window_demos, tmp_path):
+    reward = PerceptualReward("tcn", {"iterations": 20, "image_size": 32}, num_steps=3).fit(window_demos[:3])
+    path = reward.save(tmp_path / "r.safetensors")
+    loaded = PerceptualReward.load(path)
+    frames = window_demos[4]
+    torch.testing.assert_close(loaded(frames), reward(frames))
+    assert loaded.boundaries == reward.boundaries
+
+
+def test_tcn_fit_is_deterministic_for_a_seed(window_demos):
+    a = TimeContrastiveEncoder(image_size=32, iterations=10)
+    b = TimeContrastiveEncoder(image_size=32, iterations=10)
+    a.fit(window_demos[:2], seed=3)
+    b.fit(window_demos[:2], seed=3)
+    torch.testing.assert_close(a.encode(window_demos[2]), b.encode(window_demos[2]))
+
+
+def test_reward_uses_the_compiled_op(window_demos, monkeypatch):
+    calls = []
+    real = ops.perceptual_reward
+    monkeypatch.setattr(ops, "perceptual_reward", lambda *a: calls.append(1) or real(*a))
+    PerceptualReward("pixels", num_steps=2).fit(window_demos[:2])(window_demos[2][:4])
+    assert calls
+
+
+def test_bad_inputs_give_clear_errors(window_demos, tmp_path):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        PerceptualReward("pixels")(window_demos[0])
+    reward = PerceptualReward("pixels", num_steps=2).fit(window_demos[:2])
+    with pytest.raises(ValueError, match=r"\[B, H, W, 3\]"):
+        reward(window_demos[0][0])
+    with pytest.raises(TypeError, match="uint8"):
+        reward(window_demos[0].float())
+    with pytest.raises(ValueError, match="3 channels"):
+        reward(torch.zeros(2, 8, 8, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="num_steps"):
+        PerceptualReward("pixels", num_steps=0)
+    with pytest.raises(ValueError, match="unknown feature backbone"):
+        PerceptualReward("resnet")
+    with pytest.raises(ValueError, match="too few"):
+        PerceptualReward("pixels", num_steps=4, min_length=0.25).fit([window_demos[0][:3]])
+    with pytest.raises(ValueError, match="no demonstrations"):
+        PerceptualReward("pixels").fit([])
+    with pytest.raises(FileNotFoundError, match="sim.record"):
+        PerceptualReward("pixels").fit(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="no saved perceptual reward"):
+        PerceptualReward.load(tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="torch.save"):
+        make_backbone("torchvision", arch="resnet18", weights=str(tmp_path / "resnet18.pth"))
+    with pytest.raises(ValueError, match="local weights file"):
+        make_backbone("torchvision", arch="resnet18")
+
+
+def test_torchvision_backbone_from_a_local_file(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), tmp_path / "r18.pth")
+    feats = make_backbone("torchvision", arch="resnet18", weights=str(tmp_path / "r18.pth"), image_size=64)
+    out = feats.encode(torch.from_numpy(np.random.default_rng(0).integers(0, 255, (3, 40, 40, 3), dtype=np.uint8)))
+    assert out.shape == (3, 512) and torch.isfinite(out).all()
