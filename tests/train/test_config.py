@@ -49,7 +49,12 @@ def test_overrides_are_typed():
     ("algo.num_envs=many", "num_envs"),                 # wrong type
     ("algo.gamma=1.5", r"algo.gamma: must be in \[0, 1\]"),
     ("algo.num_minibatches=3", "must divide the batch"),
-    ("+reward.weights.clip=1.0", "unknown reward term"),
+    ("+reward.weights.vlm=1.0", "unknown reward term"),
+    ("reward.normalize=[success]", "reward.normalize"),
+    ("reward.score_at=episode", "reward.score_at"),
+    ("reward.frame_every=0", "reward.frame_every"),
+    ("+reward.weights.clip=1.0", "reward.clip.baseline_prompts"),
+    ("reward=perceptual reward.perceptual.backbone=resnet", "reward.perceptual.backbone"),
     ("policy.activation=swish", "policy.activation"),
     ("task.render_size=[33,32]", "task.render_size"),
     ("total_steps=0", "total_steps"),
@@ -57,7 +62,7 @@ def test_overrides_are_typed():
 ])
 def test_invalid_config_is_a_clear_error(override, match):
     with pytest.raises(Exception, match=match):
-        compose_config([override])
+        compose_config(override.split())
 
 
 def test_to_train_config_rejects_unknown_keys_in_dicts():

@@ -1,0 +1,143 @@
+"""Training with pixel reward models: perceptual rewards from demonstrations, CLIP, frame cadence."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from embodied.rewards.perceptual import PerceptualReward
+from embodied.trainer import Trainer, train
+from sim.record import RecordConfig, record
+
+TINY_CLIP = {
+    "model_cfg": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    },
+    "preprocess_cfg": {"mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276]},
+}
+
+
+def _toward_target(obs: torch.Tensor) -> torch.Tensor:
+    return ((obs[:, 1:2] - obs[:, 0:1]) / 0.1).clamp(-1, 1)
+
+
+@pytest.fixture(scope="module")
+def point_demos(tmp_path_factory):
+    """Five scripted toy/point episodes at 32 x 32."""
+    out = tmp_path_factory.mktemp("demos") / "point"
+    record(RecordConfig(task="toy/point", episodes=5, out=str(out), num_envs=5, render_size=[32, 32],
+                        stop_on_success=False, crf=10), expert=_toward_target, log=lambda *_: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_dir(tmp_path_factory):
+    """A tiny randomly initialised open_clip model as a local directory (``local-dir:`` source)."""
+    import open_clip
+
+    path = tmp_path_factory.mktemp("tiny_clip")
+    (path / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
+    cfg = path / "cfg.json"
+    cfg.write_text(json.dumps(TINY_CLIP["model_cfg"]))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_CLIP["model_cfg"])
+    torch.save(model.state_dict(), path / "open_clip_pytorch_model.bin")
+    return path
+
+
+def _perceptual(demos, *extra):
+    return ["reward=perceptual", f"reward.perceptual.demos={demos}", "reward.perceptual.backbone=pixels",
+            "+reward.perceptual.backbone_args.grid=8", "reward.perceptual.num_steps=2", *extra]
+
+
+def test_perceptual_reward_trains_and_is_kept_for_resume(fast_config, point_demos, monkeypatch):
+    cfg = fast_config(*_perceptual(point_demos))
+    result = train(cfg)
+    saved = result.run_dir / "reward" / "perceptual.safetensors"
+    assert saved.is_file()
+    metrics = (result.run_dir / "metrics.csv").read_text()
+    assert "reward/perceptual" in metrics
+    # a resumed run scores with the reward it fitted; it does not fit again
+    monkeypatch.setattr(PerceptualReward, "fit", lambda *a, **k: pytest.fail("refitted on resume"))
+    resumed = fast_config(*_perceptual(point_demos), "total_steps=2048", f"resume={result.run_dir}",
+                          run_dir=result.run_dir)
+    assert train(resumed).global_step == 2048
+
+
+def test_perceptual_reward_records_its_own_demos(fast_config, tmp_path):
+    cfg = fast_config("task=metaworld_window_close", "reward=perceptual", "reward.perceptual.backbone=pixels",
+                      "reward.perceptual.num_demos=2", "reward.perceptual.num_steps=2", "algo.num_envs=2",
+                      "algo.num_steps=8", "total_steps=16", "eval.every_steps=0", "eval.episodes=1",
+                      "eval.num_envs=1", "eval.video=false", "+task.options.max_episode_steps=150")
+    cfg.run_dir = str(tmp_path / "wc")
+    train(cfg)
+    assert (tmp_path / "wc" / "demos" / "meta" / "info.json").is_file()
+    assert (tmp_path / "wc" / "reward" / "perceptual.safetensors").is_file()
+
+
+def _collect_rewards(cfg) -> torch.Tensor:
+    trainer = Trainer(cfg)
+    try:
+        obs = trainer.env.reset(seed=0)
+        trainer.collect(obs)
+        return trainer.buffer.rewards.clone()
+    finally:
+        trainer.close()
+
+
+def test_scoring_a_rollout_at_once_equals_scoring_each_step(fast_config, point_demos, tmp_path):
+    extra = ["+reward.weights.env=0.5", "reward.normalize=[perceptual]"]
+    step = _collect_rewards(fast_config(*_perceptual(point_demos, *extra, "reward.score_at=step"),
+                                        run_dir=tmp_path / "a"))
+    rollout = _collect_rewards(fast_config(*_perceptual(point_demos, *extra, "reward.score_at=rollout"),
+                                           run_dir=tmp_path / "b"))
+    torch.testing.assert_close(step, rollout)
+    assert step.std() > 0
+
+
+def test_frame_every_renders_every_kth_step_and_holds_the_score(fast_config, point_demos, tmp_path, monkeypatch):
+    cfg = fast_config(*_perceptual(point_demos, "reward.frame_every=4", "reward.normalize=[]",
+                                   "algo.normalize_reward=false"), run_dir=tmp_path / "run")
+    trainer = Trainer(cfg)
+    renders = []
+    real_step = trainer.env.step
+
+    def step(actions, render=False):
+        renders.append(render)
+        return real_step(actions, render=render)
+
+    monkeypatch.setattr(trainer.env, "step", step)
+    try:
+        trainer.collect(trainer.env.reset(seed=0))
+        rewards = trainer.buffer.rewards
+    finally:
+        trainer.close()
+    assert renders == [t % 4 == 0 for t in range(cfg.algo.num_steps)]
+    for t in range(cfg.algo.num_steps):
+        if t % 4:
+            torch.testing.assert_close(rewards[t], rewards[t - 1])
+
+
+def test_clip_reward_trains_from_a_local_model(fast_config, tiny_clip_dir):
+    cfg = fast_config("reward=clip", f"reward.clip.model_name=local-dir:{tiny_clip_dir}",
+                      "reward.clip.baseline_prompts=[a point]", "+reward.weights.env=1.0",
+                      "reward.normalize=[clip]", "reward.score_at=rollout")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = train(cfg)
+    metrics = (result.run_dir / "metrics.csv").read_text()
+    assert "reward/clip" in metrics
+    ckpts = sorted((result.run_dir / "checkpoints").iterdir())
+    from safetensors.torch import load_file
+
+    state = load_file(str(ckpts[-1] / "trainer.safetensors"))
+    assert float(state["reward_terms.clip.count"]) > 1000  # the term's normaliser saw every frame
+
+
+def test_clip_reward_without_weights_is_a_clear_error(fast_config):
+    cfg = fast_config("reward=clip", "reward.clip.model_name=ViT-B-32", "reward.clip.pretrained=/nonexistent/clip.bin")
+    with pytest.raises(FileNotFoundError, match="/nonexistent/clip.bin"):
+        train(cfg)
