@@ -87,6 +87,9 @@ class PerceptualRewardConfig:
     demos: Optional[str] = None
     #: the most demonstrations to learn from (successful episodes only)
     num_demos: int = 5
+    #: keep this many frames of each demo after its first success (the goal held), drop the
+    #: rest; null keeps whole episodes
+    hold: Optional[int] = 30
     #: tcn (trained on the demos, offline), pixels, torchvision or open_clip
     backbone: str = "tcn"
     #: keyword arguments of the backbone, e.g. {weights: resnet18.pth} for torchvision
@@ -104,6 +107,7 @@ class PerceptualRewardConfig:
         from embodied.rewards.features import BACKBONES
 
         _check(self.num_demos >= 1, "reward.perceptual.num_demos", f"must be >= 1, got {self.num_demos}")
+        _check(self.hold is None or self.hold >= 0, "reward.perceptual.hold", f"must be >= 0 or null, got {self.hold}")
         _check(self.backbone in BACKBONES, "reward.perceptual.backbone",
                f"must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
         _check(1 <= self.num_steps <= 30, "reward.perceptual.num_steps", f"must be in [1, 30], got {self.num_steps}")

@@ -174,10 +174,10 @@ def run(args: RewardEvalArgs) -> int:
         counts = validate_sources(wanted, args.noise, [cfg.task.name], policy is not None)
         out = Path(args.out) if args.out else (Path("reward_eval") / cfg.task.name.replace("/", "_")
                                                / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
-        out.mkdir(parents=True, exist_ok=True)
         reward = build_reward(cfg.reward, cfg.task, args.device, run_dir=out, seed=args.seed)
     except (ValueError, FileNotFoundError, KeyError, HydraException) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        # hydra appends its config search path to a missing option: noise here
+        print(f"{PROG}: error: {str(err).split(chr(10) + 'Config search path')[0]}", file=sys.stderr)
         return 2
     num_envs = args.num_envs or min(MAX_DEFAULT_ENVS, max(counts.values()))
     try:
@@ -196,8 +196,9 @@ def run(args: RewardEvalArgs) -> int:
     finally:
         env.close()
     result = evaluate_reward(reward, episodes, args.batch_size)
-    report = {"task": to_dict(cfg.task), "reward": to_dict(cfg.reward), "episodes": counts, "noise": args.noise,
+    report = {"task": to_dict(cfg.task), "reward": to_dict(cfg.reward), "noise": args.noise,
               "seed": args.seed, "num_envs": num_envs, "policy": str(ckpt) if ckpt else None, **result.to_dict()}
+    out.mkdir(parents=True, exist_ok=True)
     (out / "reward_eval.json").write_text(json.dumps(report, indent=1))
     plot = plot_reward_over_time(result, out / "reward_over_time.png",
                                  title=f"{cfg.task.name}: reward of successful vs failed episodes")

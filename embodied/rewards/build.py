@@ -68,7 +68,7 @@ def _perceptual(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch
             record_demos(task, demos, cfg.num_demos, seed)
     reward = PerceptualReward(cfg.backbone, dict(cfg.backbone_args), cfg.num_steps, cfg.alpha, cfg.top_n,
                               cfg.min_length, device)
-    reward.fit(load_demo_frames(demos, max_episodes=cfg.num_demos), seed=seed, log=log.info)
+    reward.fit(load_demo_frames(demos, max_episodes=cfg.num_demos, hold=cfg.hold), seed=seed, log=log.info)
     if saved is not None:
         reward.save(saved)
     if barrier is not None:
@@ -78,7 +78,8 @@ def _perceptual(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch
 
 def record_demos(task: "TaskConfig", out: Path, episodes: int, seed: int) -> Path:
     """Record ``episodes`` scripted-expert demonstrations of ``task`` (frames at the task's render size
-    and camera) into ``out`` with ``sim.record``."""
+    and camera) into ``out`` with ``sim.record``; episodes run to the task's horizon, so they show
+    the goal held after success (``reward.perceptual.hold`` keeps the first frames of that)."""
     from sim.experts import has_expert
     from sim.record import RecordConfig, record
 
@@ -87,7 +88,7 @@ def record_demos(task: "TaskConfig", out: Path, episodes: int, seed: int) -> Pat
                          "collect demonstrations yourself and set reward.perceptual.demos=<dataset path>")
     num_envs = min(episodes, 4)
     cfg = RecordConfig(task=task.name, episodes=episodes, out=str(out), seed=seed, num_envs=num_envs,
-                       render_size=list(task.render_size), crf=10)
+                       render_size=list(task.render_size), crf=10, stop_on_success=False)
     env = task.make_env(num_envs, seed)
     try:
         record(cfg, env=env, log=log.info)

@@ -475,7 +475,7 @@ def plot_reward_over_time(result: RewardEvaluation, path: str | Path, title: str
     n = len(result.terms)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(5 * cols, 3.6 * rows), layout="constrained")
+    fig = Figure(figsize=(max(6.5, 5 * cols), 3.6 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     success = np.asarray(result.episode_success, dtype=bool)
     for ax, term in zip(axes, result.terms):
@@ -503,7 +503,7 @@ def plot_reward_over_time(result: RewardEvaluation, path: str | Path, title: str
     for ax in axes[n:]:
         ax.set_visible(False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path

@@ -154,11 +154,15 @@ class PerceptualReward(FrameRewardTerm):
 
 
 def load_demo_frames(root: str | Path, max_episodes: int | None = None, successful_only: bool = True,
-                     camera: str | None = None) -> list[torch.Tensor]:
+                     camera: str | None = None, hold: int | None = None) -> list[torch.Tensor]:
     """Frames ``[L, H, W, 3]`` of the episodes of a LeRobot dataset (e.g. one ``sim.record`` wrote).
 
     ``successful_only`` keeps episodes whose ``next.success`` was ever true (all episodes when the
     dataset has no success column); ``max_episodes`` keeps the first that many of those.
+    ``hold`` cuts each successful episode ``hold`` frames after its first success, so the demos
+    end by showing the goal held for a while: without such frames the last step learned is the
+    approach, and a policy holding the goal scores low; with a long static tail, the tail alone
+    gets split into steps by pixel noise.
     """
     from sim.dataset import DemoDataset
 
@@ -179,7 +183,11 @@ def load_demo_frames(root: str | Path, max_episodes: int | None = None, successf
         episode = data.episode(info.episode_index)
         if successful_only and "next.success" in episode and not bool(episode["next.success"].any()):
             continue
-        out.append(episode[key])
+        frames = episode[key]
+        if hold is not None and "next.success" in episode and bool(episode["next.success"].any()):
+            first = int(episode["next.success"].to(torch.int64).argmax())
+            frames = frames[: first + 1 + hold]
+        out.append(frames)
     if not out:
         raise ValueError(f"{root} has no successful episode to learn from; record more (python -m sim.record) or "
                          "pass successful_only=False")
