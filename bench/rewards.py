@@ -35,7 +35,7 @@ import time  # noqa: E402
 import warnings  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
-import open_clip  # type: ignore[import-untyped]  # noqa: E402
+import open_clip  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-import open_clip  # type: ignore[import-untyped]
+import open_clip
 import torch
 import torch.nn.functional as F
 

@@ -266,7 +266,7 @@ def roc_auc(scores: np.ndarray | Sequence[float], labels: np.ndarray | Sequence[
     The Mann-Whitney U statistic over average ranks: the probability that a random positive
     scores above a random negative, ties counting 1/2. NaN without positives or negatives.
     """
-    from scipy.stats import rankdata  # type: ignore[import-untyped]  # scipy comes with metaworld
+    from scipy.stats import rankdata
 
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels, dtype=bool).ravel()

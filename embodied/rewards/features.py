@@ -127,7 +127,8 @@ class TimeContrastiveEncoder(FrameFeatures):
         if not 0.0 < negative_margin < 1.0:
             raise ValueError(f"TimeContrastiveEncoder: negative_margin is a fraction of the demo length in (0, 1), "
                              f"got {negative_margin}")
-        self._config = {"image_size": image_size, "width": width, "embed_dim": embed_dim, "iterations": iterations,
+        self._config: dict[str, Any] = {"image_size": image_size, "width": width, "embed_dim": embed_dim,
+                                        "iterations": iterations,
                         "batch_size": batch_size, "lr": lr, "positive_window": positive_window,
                         "negative_margin": negative_margin, "margin": margin}
         self.image_size = image_size
@@ -216,6 +217,8 @@ class TorchvisionFeatures(FrameFeatures):
     """
 
     name = "torchvision"
+    mean: torch.Tensor
+    std: torch.Tensor
     _MEAN = (0.485, 0.456, 0.406)
     _STD = (0.229, 0.224, 0.225)
 
