@@ -135,6 +135,51 @@ def bench_clip(args: argparse.Namespace) -> dict[str, Any]:
             "results": records}
 
 
+def bench_perceptual(args: argparse.Namespace) -> dict[str, Any]:
+    """Scoring frames with a fitted perceptual reward: the whole reward (features + compiled op) and
+    the op alone, against a per-frame loop of the per-step Gaussian in plain torch."""
+    from embodied import ops
+    from embodied.rewards.perceptual import PerceptualReward
+
+    device = torch.device(args.device)
+    rows, records = [], []
+    size, n = 64, max(args.frames, 64)
+    demos = [rendered_like_frames(80, size, seed=s) for s in range(4)]
+    frames = rendered_like_frames(n, size, seed=99)
+    for backbone, bargs in (("pixels", {}), ("tcn", {"iterations": 20})):
+        reward = PerceptualReward(backbone, bargs, num_steps=4, device=device).fit(demos)
+        state = reward.state
+        assert state is not None
+        z = ((reward.features.encode(frames.to(device)) - state["center"]) / state["scale"]).contiguous()
+
+        def loop(z: torch.Tensor = z, state: dict[str, torch.Tensor] = state,
+                 weights: torch.Tensor = reward.step_weights) -> torch.Tensor:
+            out = []
+            for row in z:
+                steps = []
+                for g in range(state["index"].shape[0]):
+                    d = (row[state["index"][g]] - state["mean"][g]) * state["inv_std"][g]
+                    steps.append(torch.exp(-0.5 * (d * d).mean()))
+                out.append((torch.stack(steps) * weights).sum())
+            return torch.stack(out)
+
+        op = ops.perceptual_reward(z, state["index"], state["mean"], state["inv_std"], reward.step_weights)[0]
+        diff = float((op - loop()).abs().max())
+        times = race({"reward": lambda: reward(frames), "op": lambda: ops.perceptual_reward(
+            z, state["index"], state["mean"], state["inv_std"], reward.step_weights), "loop": loop},
+            {"reward": lambda: reward(frames)}, args.rounds, device)
+        rec = {"backbone": backbone, "frames": n, "size": size, "features": int(z.shape[1]),
+               "reward_fps": n / times["reward"][0], "op_ms": times["op"][0] * 1e3, "loop_ms": times["loop"][0] * 1e3,
+               "max_abs_diff": diff}
+        rec["op_speedup"] = rec["loop_ms"] / rec["op_ms"]
+        records.append(rec)
+        rows.append([backbone, rec["features"], rec["reward_fps"], rec["op_ms"], rec["loop_ms"], rec["op_speedup"],
+                     f"{diff:.1e}"])
+    print_table(f"Perceptual reward, {n} frames {size}x{size}, K=4 steps, top 32 features, {device}",
+                ["backbone", "D", "reward f/s", "op ms", "loop ms", "x loop", "max |dr|"], rows)
+    return {"results": records}
+
+
 def load_average() -> float:
     """The machine's 1-minute load average (other processes compete for the cores), 0 where unknown."""
     try:
@@ -144,7 +189,8 @@ def load_average() -> float:
 
 
 #: section name -> benchmark; each returns its JSON record
-SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"clip": bench_clip}
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "clip": bench_clip, "perceptual": bench_perceptual}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

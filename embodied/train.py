@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from embodied.config import RESUMABLE_KEYS, ConfigError, TrainConfig, register_configs, to_train_config
+from embodied.rewards.composite import RewardModelUnavailable
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
 log = logging.getLogger("embodied.train")
@@ -114,7 +115,8 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     try:
         result = train(config)
-    except (ValueError, FileNotFoundError) as err:  # e.g. resuming with another number of ranks
+    # e.g. resuming with another number of ranks, CLIP weights that cannot be had offline
+    except (ValueError, FileNotFoundError, RewardModelUnavailable) as err:
         print(f"embodied-train: error: {err}", file=sys.stderr)
         sys.exit(2)
     if result.final_eval:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from embodied import ops
-from embodied.rewards.composite import FrameRewardTerm, check_frames
+from embodied.rewards.composite import FrameRewardTerm, RewardModelUnavailable, check_frames
 
 _AUTOCAST: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 _SCHEMAS = ("hf-hub:", "local-dir:")
@@ -184,7 +184,7 @@ class CLIPReward(FrameRewardTerm):
         try:
             tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as exc:  # an HF tokenizer that is not in the local cache
-            raise RuntimeError(f"{who}: could not load the tokenizer of {model_name!r} ({exc}); download it "
+            raise RewardModelUnavailable(f"{who}: could not load the tokenizer of {model_name!r} ({exc}); download it "
                                "beforehand into the Hugging Face cache (HF_HOME)") from exc
         with torch.no_grad():
             tokens = tokenizer(list(goal_prompts) + list(baseline_prompts)).to(self.device)
@@ -267,7 +267,7 @@ def _load_check(who: str, model_name: str, pretrained: str | None) -> str | None
     if os.sep in pretrained or os.path.splitext(pretrained)[1] in (".bin", ".pt", ".pth", ".safetensors"):
         raise FileNotFoundError(f"{who}: checkpoint file {pretrained!r} for {model_name} does not exist")
     tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
-    raise RuntimeError(f"{who}: pretrained={pretrained!r} is neither a pretrained tag of open_clip model "
+    raise RewardModelUnavailable(f"{who}: pretrained={pretrained!r} is neither a pretrained tag of open_clip model "
                        f"{model_name!r} (its tags: {tags}) nor an existing checkpoint file; to use a local "
                        "file pass its path, e.g. pretrained='/path/to/open_clip_pytorch_model.bin'")
 
@@ -280,7 +280,7 @@ def _create_model(who: str, model_name: str, pretrained: str | None, device: tor
     except Exception as exc:
         if pretrained is None and not model_name.startswith(_SCHEMAS):
             raise
-        raise RuntimeError(
+        raise RewardModelUnavailable(
             f"{who}: could not obtain the weights of open_clip model {model_name!r} with pretrained="
             f"{pretrained!r} ({type(exc).__name__}: {exc}). Without network access, download the checkpoint "
             "beforehand (into the Hugging Face cache, HF_HOME, or anywhere) and pass its path, e.g. "

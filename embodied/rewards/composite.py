@@ -9,6 +9,11 @@ from typing import Any, ClassVar
 import torch
 
 
+class RewardModelUnavailable(RuntimeError):
+    """A reward model's weights cannot be had (no network, unknown tag, missing file); the message
+    says which and how to supply them."""
+
+
 class RewardTerm(abc.ABC):
     """One reward term: ``__call__(batch) -> Tensor[N]``.
 

@@ -1,6 +1,9 @@
 """Training with pixel reward models: perceptual rewards from demonstrations, CLIP, frame cadence."""
 
 import json
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -141,3 +144,14 @@ def test_clip_reward_without_weights_is_a_clear_error(fast_config):
     cfg = fast_config("reward=clip", "reward.clip.model_name=ViT-B-32", "reward.clip.pretrained=/nonexistent/clip.bin")
     with pytest.raises(FileNotFoundError, match="/nonexistent/clip.bin"):
         train(cfg)
+
+
+def test_cli_reports_unavailable_clip_weights_cleanly(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "embodied.train", "task=point", "reward=clip",
+                           "reward.clip.model_name=ViT-B-32", "reward.clip.pretrained=no_such_tag",
+                           "log.progress=false"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "embodied-train: error:" in proc.stderr and "no_such_tag" in proc.stderr
+    assert "Traceback" not in proc.stderr
