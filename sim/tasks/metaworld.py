@@ -20,7 +20,10 @@ with its own seed spawned from ``seed`` (``sim.vec_env.env_seeds``) and
     generator (Meta-World's ``seeded_rand_vec`` mode), so episodes never repeat;
   * ``goals="benchmark"`` uses Meta-World's 50 benchmark goals per task (``MT1`` / ``MT10``
     / ``MT50`` built with the factory's ``seed``) and picks one per episode with the env's
-    generator, for numbers comparable with published multi-task results.
+    generator, for numbers comparable with published multi-task results;
+  * ``goals="fixed"`` uses one configuration for every env and episode (the first of Meta-World's
+    MT1 goals for benchmark seed 0, whatever the env seed): Meta-World's original fixed
+    single-task setting, where a reward learned from a few demonstrations of that scene applies.
 Either way the same seed replays the same episodes.
 
 Camera. Meta-World's ``corner*`` cameras are mounted upside down (their image up-vector
@@ -195,7 +198,7 @@ def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, 
     """``num_envs`` envs of Meta-World task (or task set) ``name`` as a ``GymVecEnv``, reset with ``seed``.
 
     Options: ``backend`` ("gym", the only one), ``workers`` (see ``GymVecEnv``; default
-    automatic), ``max_episode_steps`` (default 500), ``goals`` ("uniform" or "benchmark", see
+    automatic), ``max_episode_steps`` (default 500), ``goals`` ("uniform", "benchmark" or "fixed", see
     the module docstring), ``camera`` (a ``sim.mujoco.render.Camera`` or its fields; default
     ``CAMERA``), ``scene_flags`` (``SceneFlags``; default ``SCENE_FLAGS``).
     """
@@ -210,11 +213,17 @@ def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, 
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_episode_steps must be a positive int (Meta-World uses 500), got {max_steps!r}")
     goals = kwargs.get("goals", "uniform")
-    if goals not in ("uniform", "benchmark"):
-        raise ValueError(f"goals must be 'uniform' (fresh random goals) or 'benchmark' (Meta-World's 50), got {goals!r}")
+    if goals not in ("uniform", "benchmark", "fixed"):
+        raise ValueError(f"goals must be 'uniform' (fresh random goals), 'benchmark' (Meta-World's 50) or 'fixed' "
+                         f"(one configuration), got {goals!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    goal_sets = _benchmark_goals(name, tasks, int(seed)) if goals == "benchmark" else {t: () for t in tasks}
+    if goals == "benchmark":
+        goal_sets = _benchmark_goals(name, tasks, int(seed))
+    elif goals == "fixed":  # independent of the env seed: training, evaluation and demos share it
+        goal_sets = {t: g[:1] for t, g in _benchmark_goals(name, tasks, 0).items()}
+    else:
+        goal_sets = {t: () for t in tasks}
     return GymVecEnv(
         [functools.partial(MetaWorldEnv, t, int(max_steps), goal_sets[t]) for t in tasks],
         num_envs,

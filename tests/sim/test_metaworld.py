@@ -95,6 +95,20 @@ def test_benchmark_goals_come_from_metaworlds_50():
         assert np.abs(allowed - g).max(axis=1).min() < 1e-5
 
 
+def test_fixed_goals_are_one_configuration_whatever_the_seed():
+    with make_env("metaworld/reach", num_envs=3, seed=3, workers=0, goals="fixed") as env:
+        first = env.reset(seed=0)
+        again = env.reset(seed=11)
+    with make_env("metaworld/reach", num_envs=1, seed=8, workers=0, goals="fixed") as other:
+        third = other.reset(seed=2)
+    # goal (last 3) and object positions match across envs, episodes and env seeds
+    for obs in (first, again, third):
+        torch.testing.assert_close(obs[:, -3:], first[:1, -3:].expand(len(obs), 3))
+        torch.testing.assert_close(obs[:, 4:7], first[:1, 4:7].expand(len(obs), 3))
+    with pytest.raises(ValueError, match="fixed"):
+        make_env("metaworld/reach", num_envs=1, seed=0, goals="one")
+
+
 def test_episodes_truncate_at_500_steps_not_terminate():
     with make_env("metaworld/reach", num_envs=1, seed=0, workers=0) as env:
         assert env.max_episode_steps == 500
