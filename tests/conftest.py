@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -13,3 +15,27 @@ DEVICES = [
 @pytest.fixture(params=DEVICES)
 def device(request):
     return request.param
+
+
+#: a tiny open_clip model: config of an ``open_clip_config.json`` (``local-dir:`` model source)
+TINY_CLIP = {
+    "model_cfg": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    },
+    "preprocess_cfg": {"mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276]},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """A tiny randomly initialised open_clip model as a local directory: ``model_name=local-dir:<dir>``."""
+    import open_clip
+
+    path = tmp_path_factory.mktemp("tiny_clip")
+    (path / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**TINY_CLIP["model_cfg"])
+    torch.save(model.state_dict(), path / "open_clip_pytorch_model.bin")
+    return path

@@ -266,12 +266,18 @@ class OpenCLIPFeatures(FrameFeatures):
     name = "open_clip"
 
     def __init__(self, model_name: str = "ViT-B-32", pretrained: str | None = "laion2b_s34b_b79k",
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, device: str | torch.device = "cpu") -> None:
         super().__init__()
         from embodied.rewards.clip import CLIPImageEncoder
 
-        self.encoder = CLIPImageEncoder(model_name, pretrained, batch_size=batch_size)
+        # the encoder keeps its own device (preprocessing constants, autocast), so it is built on
+        # the reward's device rather than moved there by .to()
+        self.encoder = CLIPImageEncoder(model_name, pretrained, device=device, batch_size=batch_size)
         self._config = {"model_name": model_name, "pretrained": pretrained, "batch_size": batch_size}
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)

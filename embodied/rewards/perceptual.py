@@ -56,8 +56,11 @@ class PerceptualReward(FrameRewardTerm):
             raise ValueError(f"PerceptualReward: min_length is a fraction of the demo length in (0, 1/num_steps], "
                              f"got {min_length!r}")
         self.device = torch.device(device)
+        args = dict(backbone_args or {})
+        if backbone == "open_clip":
+            args["device"] = self.device
         self.features = (backbone if isinstance(backbone, FrameFeatures)
-                         else make_backbone(backbone, **(backbone_args or {}))).to(self.device)
+                         else make_backbone(backbone, **args)).to(self.device)
         self.num_steps, self.alpha, self.top_n, self.min_length = num_steps, float(alpha), top_n, float(min_length)
         weights = torch.pow(2.0, torch.arange(num_steps, dtype=torch.float32))
         self.step_weights = (weights / weights.sum()).to(self.device)

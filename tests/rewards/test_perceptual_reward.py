@@ -110,3 +110,11 @@ def test_torchvision_backbone_from_a_local_file(tmp_path):
     feats = make_backbone("torchvision", arch="resnet18", weights=str(tmp_path / "r18.pth"), image_size=64)
     out = feats.encode(torch.from_numpy(np.random.default_rng(0).integers(0, 255, (3, 40, 40, 3), dtype=np.uint8)))
     assert out.shape == (3, 512) and torch.isfinite(out).all()
+
+
+def test_open_clip_backbone(window_demos, tiny_clip_dir):
+    reward = PerceptualReward("open_clip", {"model_name": f"local-dir:{tiny_clip_dir}", "pretrained": None},
+                              num_steps=2, top_n=8).fit(window_demos[:2])
+    r = reward(window_demos[2][:5])
+    assert r.shape == (5,) and torch.isfinite(r).all()
+    assert reward.features.encode(window_demos[2][:3]).shape == (3, 32)

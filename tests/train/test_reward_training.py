@@ -1,6 +1,5 @@
 """Training with pixel reward models: perceptual rewards from demonstrations, CLIP, frame cadence."""
 
-import json
 import os
 import subprocess
 import sys
@@ -13,16 +12,6 @@ from embodied.rewards.perceptual import PerceptualReward
 from embodied.trainer import Trainer, train
 from sim.record import RecordConfig, record
 
-TINY_CLIP = {
-    "model_cfg": {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    },
-    "preprocess_cfg": {"mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276]},
-}
-
-
 def _toward_target(obs: torch.Tensor) -> torch.Tensor:
     return ((obs[:, 1:2] - obs[:, 0:1]) / 0.1).clamp(-1, 1)
 
@@ -34,21 +23,6 @@ def point_demos(tmp_path_factory):
     record(RecordConfig(task="toy/point", episodes=5, out=str(out), num_envs=5, render_size=[32, 32],
                         stop_on_success=False, crf=10), expert=_toward_target, log=lambda *_: None)
     return out
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_dir(tmp_path_factory):
-    """A tiny randomly initialised open_clip model as a local directory (``local-dir:`` source)."""
-    import open_clip
-
-    path = tmp_path_factory.mktemp("tiny_clip")
-    (path / "open_clip_config.json").write_text(json.dumps(TINY_CLIP))
-    cfg = path / "cfg.json"
-    cfg.write_text(json.dumps(TINY_CLIP["model_cfg"]))
-    torch.manual_seed(0)
-    model = open_clip.CLIP(**TINY_CLIP["model_cfg"])
-    torch.save(model.state_dict(), path / "open_clip_pytorch_model.bin")
-    return path
 
 
 def _perceptual(demos, *extra):
