@@ -173,7 +173,7 @@ def test_bad_options_and_names_are_explained():
     with pytest.raises(ValueError, match="metaworld/push"):
         make_env("metaworld/psh")
     with pytest.raises(ValueError, match="goals"):
-        make_env("metaworld/push", goals="fixed")
+        make_env("metaworld/push", goals="random")
     with pytest.raises(ValueError, match="max_episode_steps"):
         make_env("metaworld/push", max_episode_steps=0)
 
