@@ -92,21 +92,22 @@ class PerceptualReward(FrameRewardTerm):
         self.boundaries = [segment(f.cpu(), self.num_steps, min_frames) for f in z]
         labels = torch.cat([step_labels(b, len(f)) for b, f in zip(self.boundaries, z)])
         index, mean, inv_std = select_features(torch.cat(z).cpu(), labels, self.num_steps, self.alpha, self.top_n)
-        self.state = {"center": center.float(), "scale": scale.float(), "index": index, "mean": mean,
-                      "inv_std": inv_std}
-        self.state = {k: v.to(self.device) for k, v in self.state.items()}
+        state = {"center": center.float(), "scale": scale.float(), "index": index, "mean": mean, "inv_std": inv_std}
+        self.state = {k: v.to(self.device) for k, v in state.items()}
         if log is not None:
             log(f"perceptual reward: {len(episodes)} demos, steps start at {self.boundaries}")
         return self
 
     # ---- scoring ----------------------------------------------------------------------------
     def score(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.score_steps(frames)[0]
+        return self._score_steps(frames)[0]
 
     def score_steps(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(reward [B], per-step scores [B, K])`` of uint8 frames ``[B, H, W, 3]``."""
+        return self._score_steps(check_frames(frames, type(self).__name__))
+
+    def _score_steps(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         state = self._fitted()
-        check_frames(frames, type(self).__name__)
         z = (self.features.encode(frames.to(self.device)).float() - state["center"]) / state["scale"]
         return ops.perceptual_reward(z.contiguous(), state["index"], state["mean"], state["inv_std"],
                                      self.step_weights)
