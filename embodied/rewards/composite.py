@@ -164,8 +164,7 @@ class CompositeReward:
             value = values[name].float()
             norm = self.normalizers.get(name)
             if norm is not None:
-                norm = norm.to(value.device)
-                self.normalizers[name] = norm
+                norm.to(value.device)  # in place: a module's .to moves its buffers
                 if self.gather is None:
                     value = norm(value, update=True).float()
                 else:  # every rank merges the same gathered batch, so the statistics stay equal
