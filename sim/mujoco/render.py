@@ -33,9 +33,14 @@ machine shared with other jobs, so read ratios rather than absolute numbers)
   readback, overlap them: at batch 32 (fast flags, best of 30 interleaved calls) the
   humanoid went from 450 frames/s (one context) to 660, door-open from 155-200 to 240; one
   tile per pass with two contexts gave 510 and 200, and a third context no more (within
-  noise). Hence ``threads = min(2, os.cpu_count())`` and ``DEFAULT_MAX_TILES = 16``; a batch
-  is split into one contiguous chunk per context. The gain needs idle cores: under other
-  load frames/s falls towards 1000 / (CPU ms per frame), ~3.5 ms humanoid, ~8.5 ms door-open.
+  noise). But Mesa 22.3's llvmpipe is not safe with several contexts drawing at once: a CI
+  run segfaulted inside ``mjr_render`` with a pool's two contexts busy, and
+  a stress run (two pools from two threads, four contexts, rendering for a minute) crashed 1
+  run in 13. So all GL work in the process (context creation, scene upload, drawing, readback,
+  freeing) is serialised by one lock (``_GL_LOCK``), the default is one context per pool,
+  and ``DEFAULT_MAX_TILES = 16``; ``threads > 1`` still works, without the overlap. Under
+  other load frames/s falls towards 1000 / (CPU ms per frame), ~3.5 ms humanoid, ~8.5 ms
+  door-open.
 
 GL backend. The context is created explicitly (``mujoco.egl`` / ``mujoco.osmesa`` /
 ``mujoco.glfw``), so it does not depend on ``MUJOCO_GL`` having been set before ``import
@@ -92,6 +97,9 @@ _GLFW_ALIASES = ("glfw", "glx", "enable", "enabled", "on", "true", "1")
 _DISABLED = ("disable", "disabled", "off", "false", "0")
 #: tiles per framebuffer when ``max_tiles`` is not given
 DEFAULT_MAX_TILES = 16
+#: held for every GL call in the process: llvmpipe crashes with contexts drawing concurrently
+_GL_LOCK = threading.Lock()
+_THREAD_NAME = "renderer-pool"
 _UNUSED_SHADOW_SIZE = 16
 
 
@@ -313,14 +321,16 @@ class _Worker:
         self.gl: Any = None
         self.con: mujoco.MjrContext | None = None
         self._jobs: queue.SimpleQueue[tuple[Any, tuple[Any, ...], Future[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="renderer-pool", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=_THREAD_NAME, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
             fn, args, future = job
             try:
-                future.set_result(fn(*args))
+                with _GL_LOCK:  # every job makes GL calls
+                    result = fn(*args)
+                future.set_result(result)
             except BaseException as exc:  # handed to the caller of submit
                 future.set_exception(exc)
 
@@ -335,7 +345,8 @@ class _Worker:
             return  # e.g. in a forked child, which has no copy of this thread
         done = self.submit(self.free)
         self._jobs.put(None)
-        if threading.current_thread() is not self._thread:
+        # a worker thread (a finalizer run by GC during a job) holds _GL_LOCK: waiting would deadlock
+        if threading.current_thread().name != _THREAD_NAME:
             done.result()
             self._thread.join()
 
@@ -607,7 +618,8 @@ class RendererPool:
         max_tiles: frames per framebuffer pass (per GL context); default
             ``DEFAULT_MAX_TILES``, reduced to what the GL implementation's largest framebuffer
             holds. Larger batches are rendered in several passes.
-        threads: GL contexts, each on its own worker thread (default ``min(2, cpu count)``).
+        threads: GL contexts, each on its own worker thread (default 1: GL work is serialised
+            process-wide, see the module docstring, so more contexts do not draw at once).
         backend: ``"egl"``, ``"osmesa"`` or ``"glfw"``; default ``MUJOCO_GL`` if set, else EGL
             then OSMesa.
         max_geom: capacity of each scene in geoms.
@@ -625,7 +637,7 @@ class RendererPool:
         if not isinstance(flags, SceneFlags):
             raise TypeError(f"flags must be a SceneFlags, got {type(flags).__name__}")
         max_tiles = DEFAULT_MAX_TILES if max_tiles is None else _positive_int(max_tiles, "max_tiles")
-        threads = min(2, os.cpu_count() or 1) if threads is None else _positive_int(threads, "threads")
+        threads = 1 if threads is None else _positive_int(threads, "threads")
         max_geom = _positive_int(max_geom, "max_geom")
         if backend is not None and backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
