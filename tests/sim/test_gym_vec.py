@@ -187,7 +187,10 @@ def test_mujoco_frames_have_the_render_size_and_follow_the_state(workers):
         before = env.render()
         assert before.shape == (3, 40, 56, 3) and before.dtype == torch.uint8
         assert before.float().std() > 5  # not a blank image
-        assert torch.equal(env.render([2, 0]), before[[2, 0]])
+        # the same frames; a frame drawn at another tile of the framebuffer may round a few
+        # pixels differently (llvmpipe's viewport transform is not exactly shift-invariant)
+        changed = (env.render([2, 0]).int() - before[[2, 0]].int()).abs() > 0
+        assert changed.float().mean() < 0.001
         for _ in range(10):
             env.step(torch.ones(3, 6))
         after = env.render()
