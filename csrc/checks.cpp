@@ -211,7 +211,8 @@ void check_perceptual_inputs(const at::Tensor& features, const at::Tensor& index
 }
 
 void check_perceptual_parameters(int64_t D, const at::Tensor& index, const at::Tensor& mean,
-                                 const at::Tensor& inv_std, const at::Tensor& step_weights) {
+                                 const at::Tensor& inv_std, const at::Tensor& step_weights,
+                                 bool log_space) {
   constexpr const char* op = "embodied.ops.perceptual_reward";
   const int64_t K = index.size(0), n = index.size(1);
   const int64_t* idx = index.const_data_ptr<int64_t>();
@@ -228,6 +229,11 @@ void check_perceptual_parameters(int64_t D, const at::Tensor& index, const at::T
     for (int64_t i = 0; i < K * n; ++i) finite &= std::isfinite(m[i]);
     for (int64_t g = 0; g < K; ++g) finite &= std::isfinite(w[g]);
     if (!finite) throw_nonfinite(op, {{"mean", &mean}, {"step_weights", &step_weights}}, "");
+    for (int64_t g = 0; log_space && g < K; ++g) {
+      TORCH_CHECK_VALUE(w[g] > 0, op, ": step_weights[", g, "] = ", w[g],
+                        " must be > 0 with log_space=True (the log of the weighted sum takes the "
+                        "log of each weight); drop the step or give it a positive weight");
+    }
     for (int64_t i = 0; i < K * n; ++i) {
       TORCH_CHECK_VALUE(std::isfinite(s[i]) && s[i] > 0, op, ": inv_std[", i / n, ", ", i % n,
                         "] = ", s[i],

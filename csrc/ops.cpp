@@ -17,5 +17,5 @@ TORCH_LIBRARY(embodied, m) {
       "bool update, bool center, float eps, float clip) -> Tensor");
   m.def(
       "perceptual_reward(Tensor features, Tensor index, Tensor mean, Tensor inv_std, "
-      "Tensor step_weights) -> (Tensor reward, Tensor step_scores)");
+      "Tensor step_weights, bool log_space=False) -> (Tensor reward, Tensor step_scores)");
 }

@@ -5,6 +5,7 @@ extend these schemas) and command-line overrides into them, and ``to_train_confi
 result into plain dataclasses once, validated. Library code only ever sees these dataclasses.
 """
 
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
@@ -87,6 +88,9 @@ class PerceptualRewardConfig:
     demos: Optional[str] = None
     #: the most demonstrations to learn from (successful episodes only)
     num_demos: int = 5
+    #: std of the Gaussian noise added to the expert's actions when recording demos: identical
+    #: demos (a deterministic expert from one start) give each step a spread of zero across demos
+    demo_noise: float = 0.0
     #: keep this many frames of each demo after its first success (the goal held), drop the
     #: rest; null keeps whole episodes
     hold: Optional[int] = 30
@@ -100,6 +104,9 @@ class PerceptualRewardConfig:
     top_n: int = 32
     #: the fewest frames of a step, as a fraction of the shortest demo
     min_length: float = 0.1
+    #: reward the log of the weighted step likelihoods (dense far from the demos: what PPO
+    #: can climb) instead of the likelihoods in (0, 1]
+    log_space: bool = True
     #: a saved reward (``PerceptualReward.save``) to use instead of fitting one
     model: Optional[str] = None
 
@@ -107,6 +114,8 @@ class PerceptualRewardConfig:
         from embodied.rewards.features import BACKBONES
 
         _check(self.num_demos >= 1, "reward.perceptual.num_demos", f"must be >= 1, got {self.num_demos}")
+        _check(math.isfinite(self.demo_noise) and self.demo_noise >= 0, "reward.perceptual.demo_noise",
+               f"must be a finite std >= 0, got {self.demo_noise}")
         _check(self.hold is None or self.hold >= 0, "reward.perceptual.hold", f"must be >= 0 or null, got {self.hold}")
         _check(self.backbone in BACKBONES, "reward.perceptual.backbone",
                f"must be one of {sorted(BACKBONES)}, got {self.backbone!r}")

@@ -1,6 +1,6 @@
 // Perceptual reward on the CPU: the parameters ([K, n], small) are validated up front, then
 // rows of frames run in parallel, each scoring every step (embodied/perceptual.h) and
-// summing the weighted scores into its reward.
+// combining the weighted scores into its reward.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -25,7 +25,8 @@ std::tuple<at::Tensor, at::Tensor> perceptual_reward_cpu(const at::Tensor& featu
                                                          const at::Tensor& index_in,
                                                          const at::Tensor& mean_in,
                                                          const at::Tensor& inv_std_in,
-                                                         const at::Tensor& step_weights_in) {
+                                                         const at::Tensor& step_weights_in,
+                                                         bool log_space) {
   check_perceptual_inputs(features_in, index_in, mean_in, inv_std_in, step_weights_in);
   const at::Tensor x = features_in.contiguous();
   const at::Tensor index = index_in.contiguous();
@@ -33,7 +34,7 @@ std::tuple<at::Tensor, at::Tensor> perceptual_reward_cpu(const at::Tensor& featu
   const at::Tensor inv_std = inv_std_in.contiguous();
   const at::Tensor step_weights = step_weights_in.contiguous();
   const int64_t B = x.size(0), D = x.size(1), K = index.size(0), n = index.size(1);
-  check_perceptual_parameters(D, index, mean, inv_std, step_weights);
+  check_perceptual_parameters(D, index, mean, inv_std, step_weights, log_space);
   at::Tensor reward = at::empty({B}, x.options());
   at::Tensor step_scores = at::empty({B, K}, x.options());
 
@@ -51,15 +52,12 @@ std::tuple<at::Tensor, at::Tensor> perceptual_reward_cpu(const at::Tensor& featu
     at::parallel_for(0, B, std::max<int64_t>(1, kGrain / (K * n)), [&](int64_t b0, int64_t b1) {
       bool finite = true;
       for (int64_t b = b0; b < b1; ++b) {
-        A r = A(0);
         for (int64_t g = 0; g < K; ++g) {
           const A q = perceptual_sq_distance<A>(xs + b * D, idx + g * n, m + g * n, s + g * n, n);
           finite &= std::isfinite(q);
-          const A score = perceptual_step_score(q);
-          scores[b * K + g] = static_cast<S>(score);
-          r += static_cast<A>(w[g]) * score;
+          scores[b * K + g] = static_cast<S>(perceptual_step_score(q, log_space));
         }
-        out[b] = static_cast<S>(r);
+        out[b] = static_cast<S>(perceptual_combine<A>(scores + b * K, w, K, log_space));
       }
       if (!finite) nonfinite_distance.store(true, std::memory_order_relaxed);
     });

@@ -3,7 +3,7 @@
 //      inv_std finite and > 0); a failure flags the workspace and the next two launches
 //      return at once, so a bad index is never read through;
 //   2. one thread per (frame, step) pair computes the step score (embodied/perceptual.h);
-//   3. one thread per frame sums its weighted step scores into the reward.
+//   3. one thread per frame combines its weighted step scores into the reward.
 // The host reads the flags back once, at the end, and only then finds the culprit.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -38,13 +38,13 @@ template <typename S>
 __global__ void check_parameters_kernel(const int64_t* __restrict__ index,
                                         const S* __restrict__ mean, const S* __restrict__ inv_std,
                                         const S* __restrict__ step_weights, int* __restrict__ flags,
-                                        int64_t K, int64_t n, int64_t D) {
+                                        int64_t K, int64_t n, int64_t D, bool log_space) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < K * n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t c = index[i];
     const S s = inv_std[i];
     bool ok = c >= 0 && c < D && isfinite(mean[i]) && isfinite(s) && s > S(0);
-    if (i < K) ok = ok && isfinite(step_weights[i]);
+    if (i < K) ok = ok && isfinite(step_weights[i]) && (!log_space || step_weights[i] > S(0));
     if (!ok) flags[kBadParameters] = 1;
   }
 }
@@ -55,7 +55,7 @@ __global__ void step_scores_kernel(const S* __restrict__ features,
                                    const int64_t* __restrict__ index, const S* __restrict__ mean,
                                    const S* __restrict__ inv_std, S* __restrict__ scores,
                                    int* __restrict__ flags, int64_t B, int64_t D, int64_t K,
-                                   int64_t n) {
+                                   int64_t n, bool log_space) {
   using A = at::opmath_type<S>;
   if (flags[kBadParameters] != 0) return;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < B * K;
@@ -64,23 +64,19 @@ __global__ void step_scores_kernel(const S* __restrict__ features,
     const A q = perceptual_sq_distance<A>(features + b * D, index + g * n, mean + g * n,
                                           inv_std + g * n, n);
     if (!isfinite(q)) flags[kNonfiniteDistance] = 1;
-    scores[i] = static_cast<S>(perceptual_step_score(q));
+    scores[i] = static_cast<S>(perceptual_step_score(q, log_space));
   }
 }
 
 template <typename S>
 __global__ void reward_kernel(const S* __restrict__ scores, const S* __restrict__ step_weights,
                               S* __restrict__ reward, const int* __restrict__ flags, int64_t B,
-                              int64_t K) {
+                              int64_t K, bool log_space) {
   using A = at::opmath_type<S>;
   if (flags[kBadParameters] != 0) return;
   for (int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; b < B;
        b += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    A r = A(0);
-    for (int64_t g = 0; g < K; ++g) {
-      r += static_cast<A>(step_weights[g]) * static_cast<A>(scores[b * K + g]);
-    }
-    reward[b] = static_cast<S>(r);
+    reward[b] = static_cast<S>(perceptual_combine<A>(scores + b * K, step_weights, K, log_space));
   }
 }
 
@@ -88,7 +84,8 @@ std::tuple<at::Tensor, at::Tensor> perceptual_reward_cuda(const at::Tensor& feat
                                                           const at::Tensor& index_in,
                                                           const at::Tensor& mean_in,
                                                           const at::Tensor& inv_std_in,
-                                                          const at::Tensor& step_weights_in) {
+                                                          const at::Tensor& step_weights_in,
+                                                          bool log_space) {
   check_perceptual_inputs(features_in, index_in, mean_in, inv_std_in, step_weights_in);
   const c10::cuda::CUDAGuard guard(features_in.device());
   const at::Tensor x = features_in.contiguous();
@@ -107,16 +104,16 @@ std::tuple<at::Tensor, at::Tensor> perceptual_reward_cuda(const at::Tensor& feat
     using S = scalar_t;
     check_parameters_kernel<S><<<blocks_for(K * n), kThreads, 0, stream>>>(
         index.const_data_ptr<int64_t>(), mean.const_data_ptr<S>(), inv_std.const_data_ptr<S>(),
-        step_weights.const_data_ptr<S>(), f, K, n, D);
+        step_weights.const_data_ptr<S>(), f, K, n, D, log_space);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (B == 0) return;  // still validated the parameters above
     step_scores_kernel<S><<<blocks_for(B * K), kThreads, 0, stream>>>(
         x.const_data_ptr<S>(), index.const_data_ptr<int64_t>(), mean.const_data_ptr<S>(),
-        inv_std.const_data_ptr<S>(), step_scores.mutable_data_ptr<S>(), f, B, D, K, n);
+        inv_std.const_data_ptr<S>(), step_scores.mutable_data_ptr<S>(), f, B, D, K, n, log_space);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     reward_kernel<S><<<blocks_for(B), kThreads, 0, stream>>>(
         step_scores.const_data_ptr<S>(), step_weights.const_data_ptr<S>(),
-        reward.mutable_data_ptr<S>(), f, B, K);
+        reward.mutable_data_ptr<S>(), f, B, K, log_space);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 
@@ -124,7 +121,8 @@ std::tuple<at::Tensor, at::Tensor> perceptual_reward_cuda(const at::Tensor& feat
   const at::Tensor host = flags.cpu();
   const int* bad = host.const_data_ptr<int>();
   if (bad[kBadParameters] != 0) {
-    check_perceptual_parameters(D, index.cpu(), mean.cpu(), inv_std.cpu(), step_weights.cpu());
+    check_perceptual_parameters(D, index.cpu(), mean.cpu(), inv_std.cpu(), step_weights.cpu(),
+                                log_space);
     TORCH_INTERNAL_ASSERT(false, "perceptual_reward: the device flagged a parameter that the "
                           "host check passed");
   }

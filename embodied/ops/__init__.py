@@ -156,7 +156,8 @@ def vlm_rm_reward(image_embeds: torch.Tensor, goal: torch.Tensor, baseline: torc
 
 
 def perceptual_reward(features: torch.Tensor, index: torch.Tensor, mean: torch.Tensor,
-                      inv_std: torch.Tensor, step_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                      inv_std: torch.Tensor, step_weights: torch.Tensor,
+                      log_space: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Perceptual reward of frames against a task's steps (Sermanet, Xu, Levine, 2016,
     "Unsupervised perceptual rewards for imitation learning").
 
@@ -165,27 +166,34 @@ def perceptual_reward(features: torch.Tensor, index: torch.Tensor, mean: torch.T
     features of the likelihood relative to its peak, in (0, 1]:
         step_scores[b, g] = exp(-1/2 * 1/n * sum_j ((features[b, index[g, j]] - mean[g, j]) * inv_std[g, j])^2)
         reward[b] = sum_g step_weights[g] * step_scores[b, g]
+    With ``log_space=True`` the step scores are their logs, ``-1/2 * q[b, g]``, and
+        reward[b] = log(sum_g step_weights[g] * exp(step_scores[b, g]))
+    computed without underflow: the same order of frames, but dense far from every step, where
+    the likelihoods all round to 0 (a reward for RL; step_weights must then be > 0).
 
     Args:
         features: [B, D] float32 or float64 frame features, already z-normalised; B may be 0.
         index: [K, n] int64, the n selected feature indices of each step, each in [0, D).
         mean, inv_std: [K, n], the positives' mean and 1 / standard deviation of each selected
             feature (inv_std finite and > 0); features' dtype and device.
-        step_weights: [K], features' dtype and device.
+        step_weights: [K], features' dtype and device (> 0 with log_space).
+        log_space: combine the steps' log-likelihoods (see above) instead of the likelihoods.
 
     Returns: (reward [B], step_scores [B, K]), in features' dtype and on its device.
 
     Raises ValueError naming the element for an index out of range, a non-finite mean or step
     weight, an inv_std that is not finite and > 0, or a non-finite selected feature (features
     not selected by index are never read). A finite frame so far from a step that the squared
-    distance overflows scores 0 there.
+    distance overflows scores 0 there (-inf in log space).
     """
+    if not isinstance(log_space, bool):
+        raise TypeError(f"embodied.ops.perceptual_reward: log_space must be a bool, got {log_space!r}")
     if _compiled():
-        return torch.ops.embodied.perceptual_reward(features, index, mean, inv_std, step_weights)
+        return torch.ops.embodied.perceptual_reward(features, index, mean, inv_std, step_weights, log_space)
     validate.perceptual_inputs(features, index, mean, inv_std, step_weights)
-    validate.perceptual_parameters(features.shape[1], index, mean, inv_std, step_weights)
+    validate.perceptual_parameters(features.shape[1], index, mean, inv_std, step_weights, log_space)
     validate.perceptual_features(features, index)
-    return reference.perceptual_reward(features, index, mean, inv_std, step_weights)
+    return reference.perceptual_reward(features, index, mean, inv_std, step_weights, log_space)
 
 
 def running_normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor,

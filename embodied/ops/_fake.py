@@ -33,6 +33,6 @@ def _running_normalize_fake(x, mean, var, count, update, center, eps, clip):
 
 
 @torch.library.register_fake("embodied::perceptual_reward")
-def _perceptual_reward_fake(features, index, mean, inv_std, step_weights):
+def _perceptual_reward_fake(features, index, mean, inv_std, step_weights, log_space=False):
     validate.perceptual_inputs(features, index, mean, inv_std, step_weights)
     return features.new_empty(features.shape[0]), features.new_empty(features.shape[0], index.shape[0])

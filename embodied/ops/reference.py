@@ -79,10 +79,15 @@ def running_normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, co
 
 
 def perceptual_reward(features: torch.Tensor, index: torch.Tensor, mean: torch.Tensor,
-                      inv_std: torch.Tensor, step_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                      inv_std: torch.Tensor, step_weights: torch.Tensor,
+                      log_space: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Sermanet et al.'s perceptual reward: gather each step's selected features, take the mean
-    squared standardised deviation, and weight the steps' exp(-1/2 of it)."""
+    squared standardised deviation, and weight the steps' exp(-1/2 of it) (or, in log space,
+    take the log of that weighted sum)."""
     selected = features[:, index]  # [B, K, n]
     z = (selected - mean) * inv_std
-    step_scores = torch.exp(-0.5 * (z * z).mean(-1))  # [B, K]
+    log_scores = -0.5 * (z * z).mean(-1)  # [B, K]
+    if log_space:
+        return torch.logsumexp(log_scores + step_weights.log(), -1), log_scores
+    step_scores = torch.exp(log_scores)
     return step_scores @ step_weights, step_scores

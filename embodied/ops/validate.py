@@ -176,9 +176,10 @@ def perceptual_inputs(features: torch.Tensor, index: torch.Tensor, mean: torch.T
 
 
 def perceptual_parameters(D: int, index: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor,
-                          step_weights: torch.Tensor) -> None:
+                          step_weights: torch.Tensor, log_space: bool = False) -> None:
     """The parameters' values: every index in [0, D), mean and step_weights finite, inv_std
-    finite and > 0 (data-dependent, so not part of the fake kernel)."""
+    finite and > 0, and in log space step_weights > 0 (data-dependent, so not part of the fake
+    kernel)."""
     op = "embodied.ops.perceptual_reward"
     bad = ((index < 0) | (index >= D)).nonzero()
     if len(bad):
@@ -187,6 +188,11 @@ def perceptual_parameters(D: int, index: torch.Tensor, mean: torch.Tensor, inv_s
                          f"of dimension D = {D}; every index must be in [0, D)")
     if not (torch.isfinite(mean).all() and torch.isfinite(step_weights).all()):
         raise_nonfinite(op, {"mean": mean, "step_weights": step_weights}, "")
+    if log_space and not (step_weights > 0).all():
+        g = int((step_weights <= 0).nonzero()[0])
+        raise ValueError(f"{op}: step_weights[{g}] = {float(step_weights[g])} must be > 0 with log_space=True "
+                         "(the log of the weighted sum takes the log of each weight); drop the step or give it "
+                         "a positive weight")
     bad = (~(torch.isfinite(inv_std) & (inv_std > 0))).nonzero()
     if len(bad):
         g, j = (int(i) for i in bad[0])

@@ -12,6 +12,7 @@ from embodied.rewards.composite import CompositeReward, RewardTerm
 
 if TYPE_CHECKING:
     from embodied.config import PerceptualRewardConfig, RewardConfig, TaskConfig
+    from embodied.rewards.perceptual import PerceptualReward
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +49,16 @@ def _perceptual(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch
     from embodied.rewards.perceptual import PerceptualReward, load_demo_frames
 
     if cfg.model:
-        return PerceptualReward.load(cfg.model, device)
+        return _scoring(PerceptualReward.load(cfg.model, device), cfg)
     saved = run_dir / PERCEPTUAL_FILE if run_dir is not None else None
     if saved is not None and saved.is_file():
         log.info("perceptual reward: loading the run's fitted reward %s", saved)
-        return PerceptualReward.load(saved, device)
+        return _scoring(PerceptualReward.load(saved, device), cfg)
     if not is_main:
         if barrier is not None:
             barrier()  # rank 0 fits and saves
         assert saved is not None
-        return PerceptualReward.load(saved, device)
+        return _scoring(PerceptualReward.load(saved, device), cfg)
     demos = Path(cfg.demos) if cfg.demos else None
     if demos is None:
         if run_dir is None:
@@ -65,9 +66,9 @@ def _perceptual(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch
                              "demonstrations into; record some with python -m sim.record and set the path")
         demos = run_dir / "demos"
         if not demos.exists():
-            record_demos(task, demos, cfg.num_demos, seed)
+            record_demos(task, demos, cfg.num_demos, seed, cfg.demo_noise)
     reward = PerceptualReward(cfg.backbone, dict(cfg.backbone_args), cfg.num_steps, cfg.alpha, cfg.top_n,
-                              cfg.min_length, device)
+                              cfg.min_length, device, cfg.log_space)
     reward.fit(load_demo_frames(demos, max_episodes=cfg.num_demos, hold=cfg.hold), seed=seed, log=log.info)
     if saved is not None:
         reward.save(saved)
@@ -76,8 +77,15 @@ def _perceptual(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch
     return reward
 
 
-def record_demos(task: "TaskConfig", out: Path, episodes: int, seed: int) -> Path:
-    """Record ``episodes`` scripted-expert demonstrations of ``task`` (frames at the task's render size
+def _scoring(reward: "PerceptualReward", cfg: "PerceptualRewardConfig") -> "PerceptualReward":
+    """How a loaded reward combines its steps is a choice of this run, not of the fit."""
+    reward.log_space = cfg.log_space
+    return reward
+
+
+def record_demos(task: "TaskConfig", out: Path, episodes: int, seed: int, noise: float = 0.0) -> Path:
+    """Record ``episodes`` scripted-expert demonstrations of ``task`` (expert actions plus Gaussian
+    noise of std ``noise``; frames at the task's render size
     and camera) into ``out`` with ``sim.record``; episodes run to the task's horizon, so they show
     the goal held after success (``reward.perceptual.hold`` keeps the first frames of that)."""
     from sim.experts import has_expert
@@ -87,7 +95,7 @@ def record_demos(task: "TaskConfig", out: Path, episodes: int, seed: int) -> Pat
         raise ValueError(f"task {task.name} has no scripted expert to record demonstrations with; record or "
                          "collect demonstrations yourself and set reward.perceptual.demos=<dataset path>")
     num_envs = min(episodes, 4)
-    cfg = RecordConfig(task=task.name, episodes=episodes, out=str(out), seed=seed, num_envs=num_envs,
+    cfg = RecordConfig(task=task.name, episodes=episodes, noise=noise, out=str(out), seed=seed, num_envs=num_envs,
                        render_size=list(task.render_size), crf=10, stop_on_success=False)
     env = task.make_env(num_envs, seed)
     try:

@@ -10,7 +10,10 @@
 
 ``score(frames)``: each step's Gaussian (naive Bayes) score on its selected features,
 ``exp(-1/2 mean_j z_j^2)`` in (0, 1], combined as ``sum_g 2^g score_g / (2^K - 1)`` so later steps
-give more reward; computed by the compiled op ``embodied.ops.perceptual_reward``.
+give more reward; by default the log of that sum (``log_space``), computed by the compiled op
+``embodied.ops.perceptual_reward``. Both rank frames alike; the log is the one RL can climb: off the
+demonstrated path every likelihood rounds to 0 and the sum is flat, while its log keeps growing
+towards the nearest step.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ _FORMAT = "embodied.perceptual_reward/1"
 
 
 class PerceptualReward(FrameRewardTerm):
-    """A reward in (0, 1] for frames, learned from demonstrations by ``fit``.
+    """A reward for frames, learned from demonstrations by ``fit``: in (-inf, 0] (``log_space``,
+    the default) or in (0, 1].
 
     Args:
         backbone: ``"tcn"`` (default: trained on the demos, offline), ``"pixels"``,
@@ -40,12 +44,13 @@ class PerceptualReward(FrameRewardTerm):
         num_steps: K, the steps each demo is split into.
         alpha, top_n: feature selection (the paper's 5 and 32).
         min_length: the fewest frames of a step, as a fraction of the shortest demo.
+        log_space: reward the log of the weighted step likelihoods instead of the likelihoods.
         device: where features and scores are computed.
     """
 
     def __init__(self, backbone: str | FrameFeatures = "tcn", backbone_args: dict[str, Any] | None = None,
                  num_steps: int = 4, alpha: float = 5.0, top_n: int = 32, min_length: float = 0.1,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", log_space: bool = True) -> None:
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= 30:
             raise ValueError(f"PerceptualReward: num_steps must be an int in [1, 30], got {num_steps!r}")
         if not alpha == alpha or alpha < 0:
@@ -55,6 +60,9 @@ class PerceptualReward(FrameRewardTerm):
         if not 0.0 < min_length <= 1.0 / num_steps:
             raise ValueError(f"PerceptualReward: min_length is a fraction of the demo length in (0, 1/num_steps], "
                              f"got {min_length!r}")
+        if not isinstance(log_space, bool):
+            raise TypeError(f"PerceptualReward: log_space must be a bool, got {log_space!r}")
+        self.log_space = log_space
         self.device = torch.device(device)
         args = dict(backbone_args or {})
         if backbone == "open_clip":
@@ -110,7 +118,7 @@ class PerceptualReward(FrameRewardTerm):
         state = self._fitted()
         z = (self.features.encode(frames.to(self.device)).float() - state["center"]) / state["scale"]
         return ops.perceptual_reward(z.contiguous(), state["index"], state["mean"], state["inv_std"],
-                                     self.step_weights)
+                                     self.step_weights, self.log_space)
 
     def _fitted(self) -> dict[str, torch.Tensor]:
         if self.state is None:
@@ -130,7 +138,7 @@ class PerceptualReward(FrameRewardTerm):
                         for k, v in self.features.state_dict().items()})
         meta = {"format": _FORMAT, "backbone": self.features.name, "backbone_args": self.features.config(),
                 "num_steps": self.num_steps, "alpha": self.alpha, "top_n": self.top_n,
-                "min_length": self.min_length, "boundaries": self.boundaries}
+                "min_length": self.min_length, "log_space": self.log_space, "boundaries": self.boundaries}
         tmp = path.with_suffix(".tmp")
         save_file(tensors, str(tmp))
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
@@ -147,8 +155,9 @@ class PerceptualReward(FrameRewardTerm):
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{meta_path} is not a saved perceptual reward (format {meta.get('format')!r})")
+        # rewards saved before log_space existed scored likelihoods
         reward = cls(meta["backbone"], meta["backbone_args"], meta["num_steps"], meta["alpha"], meta["top_n"],
-                     meta["min_length"], device)
+                     meta["min_length"], device, meta.get("log_space", False))
         tensors = load_file(str(path))
         reward.features.load_state_dict({k[len("backbone."):]: v for k, v in tensors.items()
                                          if k.startswith("backbone.")}, strict=False)

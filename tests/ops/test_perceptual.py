@@ -22,13 +22,19 @@ def as_double(args):
     return [t.double() if t.is_floating_point() else t for t in args]
 
 
-def assert_matches_reference(args, got):
+def positive_weights(args):
+    """The problem with every step weight made > 0, as log space needs."""
+    *rest, w = args
+    return (*rest, w.abs() + 0.05)
+
+
+def assert_matches_reference(args, got, log_space=False):
     reward, scores = got
     features, index = args[0], args[1]
     B, K = features.shape[0], index.shape[0]
     assert reward.shape == (B,) and scores.shape == (B, K)
     assert reward.dtype == scores.dtype == features.dtype
-    want_reward, want_scores = reference.perceptual_reward(*as_double([a.cpu() for a in args]))
+    want_reward, want_scores = reference.perceptual_reward(*as_double([a.cpu() for a in args]), log_space)
     atol = 1e-5 if features.dtype == torch.float32 else 1e-12
     torch.testing.assert_close(scores.cpu().double(), want_scores, rtol=0, atol=atol)
     torch.testing.assert_close(reward.cpu().double(), want_reward, rtol=0, atol=atol)
@@ -40,6 +46,8 @@ def assert_matches_reference(args, got):
 def test_matches_reference(B, D, K, n, dtype, seed):
     args = problem(B, D, K, n, seed, dtype)
     assert_matches_reference(args, ops.perceptual_reward(*args))
+    args = positive_weights(args)
+    assert_matches_reference(args, ops.perceptual_reward(*args, log_space=True), log_space=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -83,6 +91,41 @@ def test_farther_frames_score_lower():
     torch.testing.assert_close(reward, torch.exp(-0.25 * (x * x).sum(-1)))
 
 
+def test_log_space_is_the_log_of_the_weighted_likelihoods():
+    features, index, mean, inv_std, weights = positive_weights(problem(20, 50, 4, 12, seed=1))
+    reward, scores = ops.perceptual_reward(features, index, mean, inv_std, weights)
+    log_reward, log_scores = ops.perceptual_reward(features, index, mean, inv_std, weights, log_space=True)
+    torch.testing.assert_close(log_scores, scores.log(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(log_reward, reward.log(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_space_keeps_ranking_frames_far_from_every_step(dtype):
+    # So far away that every likelihood underflows: the linear reward is flat at 0, the log
+    # reward still falls with the distance and is exact (-1/2 q + log w of the nearest step).
+    index = torch.tensor([[0, 1], [0, 1]])
+    mean = torch.tensor([[0.0, 0.0], [4.0, 4.0]], dtype=dtype)
+    inv_std, w = torch.ones(2, 2, dtype=dtype), torch.tensor([1 / 3, 2 / 3], dtype=dtype)
+    x = torch.tensor([[100.0, 100.0], [200.0, 200.0], [400.0, 400.0]], dtype=dtype)
+    linear, _ = ops.perceptual_reward(x, index, mean, inv_std, w)
+    assert (linear == 0).all()
+    log_reward, _ = ops.perceptual_reward(x, index, mean, inv_std, w, log_space=True)
+    assert torch.isfinite(log_reward).all() and (log_reward.diff() < 0).all()
+    nearest = -0.5 * ((x - 4) ** 2).mean(-1) + torch.log(w[1])
+    torch.testing.assert_close(log_reward, nearest, rtol=1e-6, atol=0)
+
+
+def test_log_space_needs_positive_weights():
+    features, index, mean, inv_std, weights = positive_weights(problem(6, 16, 3, 4, seed=9))
+    weights = weights.clone()
+    weights[1] = 0
+    ops.perceptual_reward(features, index, mean, inv_std, weights)  # fine on the linear scale
+    with pytest.raises(ValueError, match=r"step_weights\[1\] = 0.* must be > 0 with log_space=True"):
+        ops.perceptual_reward(features, index, mean, inv_std, weights, log_space=True)
+    with pytest.raises(TypeError, match="log_space must be a bool"):
+        ops.perceptual_reward(features, index, mean, inv_std, weights, 1)
+
+
 def test_non_contiguous_inputs():
     features, index, mean, inv_std, weights = problem(16, 40, 6, 4, seed=3)
     args = (features.t().contiguous().t(), index.t().contiguous().t(), mean.t().contiguous().t(),
@@ -99,14 +142,16 @@ def test_large_batch_parallel_rows():
 def test_opcheck():
     args = problem(9, 33, 4, 6, seed=5, dtype=torch.float32)
     torch.library.opcheck(torch.ops.embodied.perceptual_reward.default, args)
+    torch.library.opcheck(torch.ops.embodied.perceptual_reward.default, (*positive_weights(args), True))
 
 
+@pytest.mark.parametrize("log_space", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_matches_on_device(device, dtype):
-    args = problem(2049, 1024, 5, 32, seed=6, dtype=dtype)
-    got = ops.perceptual_reward(*(a.to(device) for a in args))
+def test_matches_on_device(device, dtype, log_space):
+    args = positive_weights(problem(2049, 1024, 5, 32, seed=6, dtype=dtype))
+    got = ops.perceptual_reward(*(a.to(device) for a in args), log_space=log_space)
     assert got[0].device.type == device and got[1].device.type == device
-    assert_matches_reference(args, got)
+    assert_matches_reference(args, got, log_space)
 
 
 def test_empty_batch(device):
@@ -127,6 +172,10 @@ def test_errors_on_device(device):
     bad_inv_std[1, 3] = 0
     with pytest.raises(ValueError, match=r"inv_std\[1, 3\] = 0.* must be finite and > 0"):
         ops.perceptual_reward(features, index, mean, bad_inv_std, weights)
+    zero_weight = weights.abs() + 0.05
+    zero_weight[2] = 0
+    with pytest.raises(ValueError, match=r"step_weights\[2\] = 0.* must be > 0 with log_space=True"):
+        ops.perceptual_reward(features, index, mean, inv_std, zero_weight, log_space=True)
     bad_features = features.clone()
     bad_features[4, index[0, 2]] = float("nan")
     with pytest.raises(ValueError, match=rf"features\[4, {int(index[0, 2])}\] is not finite"):

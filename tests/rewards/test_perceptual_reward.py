@@ -26,7 +26,7 @@ def _rank_corr(x: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("backbone,args", [("tcn", {"iterations": 150, "image_size": 48}), ("pixels", {})])
 def test_reward_ranks_later_steps_of_a_held_out_demo_higher(window_demos, backbone, args):
-    reward = PerceptualReward(backbone, args, num_steps=4).fit(window_demos[:4], seed=0)
+    reward = PerceptualReward(backbone, args, num_steps=4, log_space=False).fit(window_demos[:4], seed=0)
     held_out = window_demos[4]
     r = reward(held_out)
     assert r.shape == (len(held_out),) and r.dtype == torch.float32
@@ -34,12 +34,18 @@ def test_reward_ranks_later_steps_of_a_held_out_demo_higher(window_demos, backbo
     quarter = len(r) // 4
     assert r[-quarter:].mean() > 2 * r[:quarter].mean()
     assert _rank_corr(r) > 0.5
+    # the log-space reward is the log of the same sum: same ranking, no longer bounded below by 0
+    reward.log_space = True
+    log_r = reward(held_out)
+    assert bool((log_r <= 0).all())
+    torch.testing.assert_close(log_r, r.log(), rtol=1e-4, atol=1e-4)
+    assert log_r[-quarter:].mean() > log_r[:quarter].mean() + 0.5
     # every demo is split into 4 increasing steps
     assert all(len(b) == 4 and b == sorted(b) and b[0] == 0 for b in reward.boundaries)
 
 
 def test_scores_match_the_gaussian_naive_bayes_formula(window_demos):
-    reward = PerceptualReward("pixels", {"grid": 8}, num_steps=3, top_n=5).fit(window_demos[:3])
+    reward = PerceptualReward("pixels", {"grid": 8}, num_steps=3, top_n=5, log_space=False).fit(window_demos[:3])
     frames = window_demos[3][::7]
     total, steps = reward.score_steps(frames)
     s = reward.state
@@ -49,12 +55,18 @@ def test_scores_match_the_gaussian_naive_bayes_formula(window_demos):
     ], 1)
     torch.testing.assert_close(steps, expected, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(total, (expected * torch.tensor([1, 2, 4]) / 7).sum(1), rtol=1e-4, atol=1e-6)
+    reward.log_space = True
+    log_total, log_steps = reward.score_steps(frames)
+    torch.testing.assert_close(log_steps, expected.log(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(log_total, (expected * torch.tensor([1, 2, 4]) / 7).sum(1).log(), rtol=1e-4, atol=1e-4)
 
 
 def test_save_and_load_round_trip(window_demos, tmp_path):
-    reward = PerceptualReward("tcn", {"iterations": 20, "image_size": 32}, num_steps=3).fit(window_demos[:3])
+    reward = PerceptualReward("tcn", {"iterations": 20, "image_size": 32}, num_steps=3,
+                              log_space=False).fit(window_demos[:3])
     path = reward.save(tmp_path / "r.safetensors")
     loaded = PerceptualReward.load(path)
+    assert loaded.log_space is False
     frames = window_demos[4]
     torch.testing.assert_close(loaded(frames), reward(frames))
     assert loaded.boundaries == reward.boundaries
@@ -88,6 +100,8 @@ def test_bad_inputs_give_clear_errors(window_demos, tmp_path):
         reward(torch.zeros(2, 8, 8, 4, dtype=torch.uint8))
     with pytest.raises(ValueError, match="num_steps"):
         PerceptualReward("pixels", num_steps=0)
+    with pytest.raises(TypeError, match="log_space must be a bool"):
+        PerceptualReward("pixels", log_space="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown feature backbone"):
         PerceptualReward("resnet")
     with pytest.raises(ValueError, match="too few"):

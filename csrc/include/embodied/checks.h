@@ -50,13 +50,15 @@ void check_perceptual_inputs(const at::Tensor& features, const at::Tensor& index
                              const at::Tensor& step_weights);
 
 // The parameters' values, given as contiguous CPU tensors: every index in [0, D), mean and
-// step_weights finite, inv_std finite and > 0.
+// step_weights finite, inv_std finite and > 0, and in log space step_weights > 0.
 void check_perceptual_parameters(int64_t D, const at::Tensor& index, const at::Tensor& mean,
-                                 const at::Tensor& inv_std, const at::Tensor& step_weights);
+                                 const at::Tensor& inv_std, const at::Tensor& step_weights,
+                                 bool log_space);
 
 // Called when some step's squared distance came out non-finite: throws naming the first
-// non-finite selected feature, and returns when there is none (the distance overflowed,
-// and its score of 0 is right). Unselected features are never read, so never blamed.
+// non-finite selected feature, and returns when there is none (the distance overflowed, and
+// its score of 0, or -inf in log space, is right). Unselected features are never read, so
+// never blamed.
 void check_perceptual_features(const at::Tensor& features, const at::Tensor& index);
 
 // Called when an op's result came out non-finite: finds the first non-finite input
