@@ -81,9 +81,19 @@ class Distributed:
             raise RuntimeError(f"rank {self.rank}'s parameters diverged from rank 0's "
                                f"(max difference {float((flat - reference).abs().max()):.3g})")
 
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
+    def barrier(self, failed: bool = False) -> None:
+        """Wait for every rank; if any rank arrives with ``failed``, the others raise here.
+
+        A rank whose work failed must still come here (then re-raise its own error): a plain
+        barrier would leave the ranks waiting for it until the process group's timeout.
+        """
+        if not self.enabled:
+            return
+        flag = torch.tensor([int(failed)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and not failed:
+            raise RuntimeError(f"rank {self.rank}: stopping because another rank failed while every rank waited "
+                               "for it; that rank's error above says why")
 
 
 def init_distributed(device: str) -> tuple[Distributed, torch.device]:

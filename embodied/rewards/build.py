@@ -22,11 +22,12 @@ PERCEPTUAL_FILE = Path("reward") / "perceptual.safetensors"
 
 def build_reward(cfg: "RewardConfig", task: "TaskConfig", device: torch.device | str, run_dir: Path | None = None,
                  seed: int = 0, gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 is_main: bool = True, barrier: Callable[[], None] | None = None) -> CompositeReward:
+                 is_main: bool = True, barrier: Callable[[bool], None] | None = None) -> CompositeReward:
     """The ``CompositeReward`` of ``cfg``: builds the reward models (CLIP, perceptual) it names.
 
     A perceptual reward is fitted once per run and kept at ``run_dir/reward/perceptual.safetensors``;
     a resumed run (or another rank, after ``barrier``) loads that file instead of fitting again.
+    ``barrier(failed)`` waits for every rank and raises on the others when rank 0's fit failed.
     """
     reward_device = torch.device(cfg.device) if cfg.device else torch.device(device)
     terms: dict[str, RewardTerm] = {}
@@ -45,8 +46,8 @@ def build_reward(cfg: "RewardConfig", task: "TaskConfig", device: torch.device |
 
 
 def _perceptual(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch.device, run_dir: Path | None,
-                seed: int, is_main: bool, barrier: Callable[[], None] | None) -> RewardTerm:
-    from embodied.rewards.perceptual import PerceptualReward, load_demo_frames
+                seed: int, is_main: bool, barrier: Callable[[bool], None] | None) -> RewardTerm:
+    from embodied.rewards.perceptual import PerceptualReward
 
     if cfg.model:
         return _scoring(PerceptualReward.load(cfg.model, device), cfg)
@@ -56,9 +57,27 @@ def _perceptual(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch
         return _scoring(PerceptualReward.load(saved, device), cfg)
     if not is_main:
         if barrier is not None:
-            barrier()  # rank 0 fits and saves
+            barrier(False)  # rank 0 fits and saves
         assert saved is not None
         return _scoring(PerceptualReward.load(saved, device), cfg)
+    try:
+        reward = _fit(cfg, task, device, run_dir, seed)
+        if saved is not None:
+            reward.save(saved)
+    except BaseException:
+        if barrier is not None:
+            barrier(True)
+        raise
+    if barrier is not None:
+        barrier(False)
+    return reward
+
+
+def _fit(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch.device, run_dir: Path | None,
+         seed: int) -> "PerceptualReward":
+    """Fit a perceptual reward to ``cfg.demos``, or to demos recorded into ``run_dir/demos``."""
+    from embodied.rewards.perceptual import PerceptualReward, load_demo_frames
+
     demos = Path(cfg.demos) if cfg.demos else None
     if demos is None:
         if run_dir is None:
@@ -70,10 +89,6 @@ def _perceptual(cfg: "PerceptualRewardConfig", task: "TaskConfig", device: torch
     reward = PerceptualReward(cfg.backbone, dict(cfg.backbone_args), cfg.num_steps, cfg.alpha, cfg.top_n,
                               cfg.min_length, device, cfg.log_space)
     reward.fit(load_demo_frames(demos, max_episodes=cfg.num_demos, hold=cfg.hold), seed=seed, log=log.info)
-    if saved is not None:
-        reward.save(saved)
-    if barrier is not None:
-        barrier()
     return reward
 
 

@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -49,3 +51,30 @@ def test_gradients_are_averaged_and_batches_gathered(tmp_path):
         mp.spawn(_worker, args=(str(tmp_path / "init"), out), nprocs=2)
         for rank in (0, 1):
             assert out[rank] == ([[1.5, 1.5]], [15.0], [0.0, 1.0])
+
+
+def _fit_worker(rank: int, init_file: str, run_dir: str, out: dict) -> None:
+    from embodied.config import PerceptualRewardConfig, RewardConfig, TaskConfig
+    from embodied.rewards.build import build_reward
+
+    # a short timeout: without the shared failure flag rank 1 would wait here for the timeout
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    d = Distributed(rank, 2, rank)
+    # rank 0 fails to fit: the demonstrations it is pointed at do not exist
+    cfg = RewardConfig(weights={"perceptual": 1.0},
+                       perceptual=PerceptualRewardConfig(demos=f"{run_dir}/no-such-demos"))
+    try:
+        build_reward(cfg, TaskConfig(name="toy/point"), "cpu", Path(run_dir), is_main=d.is_main, barrier=d.barrier)
+        out[rank] = "built"
+    except Exception as e:  # noqa: BLE001 - the test reports what each rank raised
+        out[rank] = f"{type(e).__name__}: {e}"
+    dist.destroy_process_group()
+
+
+def test_a_failed_reward_fit_on_rank_0_stops_every_rank(tmp_path):
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_fit_worker, args=(str(tmp_path / "init"), str(tmp_path), out), nprocs=2)
+        assert "no-such-demos" in out[0], out[0]
+        assert out[1].startswith("RuntimeError: rank 1: stopping because another rank failed"), out[1]
