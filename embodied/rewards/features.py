@@ -24,6 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
+#: how ``TimeContrastiveEncoder`` measures the distance between two frames of a demo
+CLOCKS = ("progress", "frames")
+
+
 def frames_to_float(frames: torch.Tensor, size: int | None, device: torch.device | str) -> torch.Tensor:
     """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, size, size]`` in [0, 1] on ``device`` (area resize)."""
     x = frames.to(device).permute(0, 3, 1, 2).float().div_(255.0)
@@ -110,13 +114,21 @@ class TimeContrastiveEncoder(FrameFeatures):
     triplet margin loss on L2-normalised embeddings. Frames are randomly shifted by up to 4
     pixels (padding by replication) while training, so the embedding tolerates the small
     differences between demo and policy frames.
+
+    ``clock`` says how far apart two frames are. ``"frames"``: their index difference (TCN's
+    own). ``"progress"`` (default): the visual change between them, i.e. the index a frame would
+    have if the demo changed at a constant rate (``visual_progress``). With the frame clock, two
+    frames of a demo's static end (the goal held) count as far apart, so the loss teaches the
+    network to tell them apart by sub-pixel drift, and a policy holding the goal a little longer
+    or differently than the demos looks far from the goal; with the progress clock they are
+    positives of each other.
     """
 
     name = "tcn"
 
     def __init__(self, image_size: int = 64, width: int = 16, embed_dim: int = 32, iterations: int = 400,
                  batch_size: int = 64, lr: float = 1e-3, positive_window: int = 3, negative_margin: float = 0.15,
-                 margin: float = 0.2) -> None:
+                 margin: float = 0.2, clock: str = "progress") -> None:
         super().__init__()
         for key, value in (("image_size", image_size), ("width", width), ("embed_dim", embed_dim),
                            ("iterations", iterations), ("batch_size", batch_size), ("positive_window", positive_window)):
@@ -127,10 +139,12 @@ class TimeContrastiveEncoder(FrameFeatures):
         if not 0.0 < negative_margin < 1.0:
             raise ValueError(f"TimeContrastiveEncoder: negative_margin is a fraction of the demo length in (0, 1), "
                              f"got {negative_margin}")
+        if clock not in CLOCKS:
+            raise ValueError(f"TimeContrastiveEncoder: clock must be one of {CLOCKS}, got {clock!r}")
         self._config: dict[str, Any] = {"image_size": image_size, "width": width, "embed_dim": embed_dim,
                                         "iterations": iterations,
                         "batch_size": batch_size, "lr": lr, "positive_window": positive_window,
-                        "negative_margin": negative_margin, "margin": margin}
+                        "negative_margin": negative_margin, "margin": margin, "clock": clock}
         self.image_size = image_size
         self.net = _ConvNet(image_size, width, embed_dim)
 
@@ -154,6 +168,10 @@ class TimeContrastiveEncoder(FrameFeatures):
         if bool((lengths < 3).any()):
             raise ValueError(f"TimeContrastiveEncoder.fit: every demo needs at least 3 frames, got lengths "
                              f"{lengths.tolist()}")
+        clocks = [visual_progress(im).cpu() if cfg["clock"] == "progress" else torch.arange(len(im), dtype=torch.float64)
+                  for im in images]
+        # |clock difference| between every two frames of a demo: [L, L] each, a few hundred frames at most
+        gaps = [(c[:, None] - c[None, :]).abs() for c in clocks]
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -162,12 +180,8 @@ class TimeContrastiveEncoder(FrameFeatures):
         self.train()
         for it in range(cfg["iterations"]):
             demo = torch.randint(len(images), (cfg["batch_size"],), generator=gen)
-            length = lengths[demo]
-            anchor = (torch.rand(len(demo), generator=gen) * length).long()
-            offset = torch.randint(-cfg["positive_window"], cfg["positive_window"] + 1, (len(demo),), generator=gen)
-            positive = (anchor + offset).clamp(torch.zeros_like(length), length - 1)
-            gap = (cfg["negative_margin"] * length).ceil().long().clamp_min(cfg["positive_window"] + 1)
-            negative = _far_frame(anchor, length, gap, gen)
+            anchor = (torch.rand(len(demo), generator=gen) * lengths[demo]).long()
+            positive, negative = _sample_pairs(gaps, demo, anchor, cfg["positive_window"], cfg["negative_margin"], gen)
             batch = torch.stack([torch.stack([images[d][t] for d, t in zip(demo.tolist(), idx.tolist())])
                                  for idx in (anchor, positive, negative)])
             emb = F.normalize(self.net(_random_shift(batch.flatten(0, 1), gen)), dim=1).view(3, len(demo), -1)
@@ -186,15 +200,40 @@ def _reset_parameters(module: nn.Module) -> None:
         reset()
 
 
-def _far_frame(anchor: torch.Tensor, length: torch.Tensor, gap: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A frame at least ``gap`` away from ``anchor`` in its demo (the farthest end if none is)."""
-    before = (anchor - gap + 1).clamp_min(0)          # frames [0, anchor - gap]
-    after = (length - anchor - gap).clamp_min(0)      # frames [anchor + gap, length)
-    total = before + after
-    u = (torch.rand(len(anchor), generator=gen) * total.clamp_min(1)).long()
-    pick = torch.where(u < before, u, anchor + gap + (u - before))
-    fallback = torch.where(anchor >= length // 2, torch.zeros_like(anchor), length - 1)
-    return torch.where(total > 0, pick, fallback).clamp(torch.zeros_like(length), length - 1)
+def visual_progress(images: torch.Tensor) -> torch.Tensor:
+    """A demo's clock in frames, advancing with visual change: float64 ``[L]`` from 0 to L - 1.
+
+    Frame t's value is ``(L - 1)`` times the fraction of the demo's total frame-to-frame change
+    (mean absolute difference at 16 x 16) that has happened by t; static stretches keep one value.
+    ``images``: float ``[L, 3, H, W]``. A demo that never changes falls back to the frame index.
+    """
+    small = F.interpolate(images, size=(16, 16), mode="area").double()
+    step = (small[1:] - small[:-1]).abs().mean((1, 2, 3))
+    total = float(step.sum())
+    length = len(images)
+    if total <= 0.0:
+        return torch.arange(length, dtype=torch.float64)
+    return torch.cat([step.new_zeros(1), step.cumsum(0)]) * ((length - 1) / total)
+
+
+def _sample_pairs(gaps: Sequence[torch.Tensor], demo: torch.Tensor, anchor: torch.Tensor, positive_window: int,
+                  negative_margin: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each (demo, anchor): a positive within ``positive_window`` of it on the demo's clock and a
+    negative at least ``max(negative_margin * L, positive_window + 1)`` away, each drawn uniformly
+    (the farthest frame where no frame is that far)."""
+    longest = max(len(g) for g in gaps)
+    rows = torch.stack([F.pad(gaps[d][a], (0, longest - len(gaps[d])), value=-1.0)
+                        for d, a in zip(demo.tolist(), anchor.tolist())])
+    valid = rows >= 0
+    lengths = torch.tensor([len(gaps[d]) for d in demo.tolist()], dtype=torch.float64)
+    far = (negative_margin * lengths).ceil().clamp_min(positive_window + 1)
+    near = valid & (rows <= positive_window)  # the anchor itself at least
+    away = valid & (rows >= far[:, None])
+    farthest = F.one_hot(rows.argmax(1), longest).bool()
+    away = torch.where(away.any(1, keepdim=True), away, farthest)
+    positive = torch.multinomial(near.double(), 1, generator=gen).squeeze(1)
+    negative = torch.multinomial(away.double(), 1, generator=gen).squeeze(1)
+    return positive, negative
 
 
 def _random_shift(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from embodied import ops
-from embodied.rewards.features import PixelFeatures, TimeContrastiveEncoder, make_backbone
+from embodied.rewards.features import PixelFeatures, TimeContrastiveEncoder, _sample_pairs, make_backbone, visual_progress
 from embodied.rewards.perceptual import PerceptualReward, load_demo_frames
 from sim.record import RecordConfig, record
 
@@ -132,3 +132,47 @@ def test_open_clip_backbone(window_demos, tiny_clip_dir):
     r = reward(window_demos[2][:5])
     assert r.shape == (5,) and torch.isfinite(r).all()
     assert reward.features.encode(window_demos[2][:3]).shape == (3, 32)
+
+
+def _moving_then_still(moving: int = 12, still: int = 12) -> torch.Tensor:
+    """A bright square crossing a 32 x 32 frame, then the last frame held: float [L, 3, 32, 32]."""
+    frames = torch.zeros(moving + still, 3, 32, 32)
+    for t in range(moving + still):
+        x = 2 * min(t, moving - 1)
+        frames[t, :, 8:16, x:x + 8] = 1.0
+    return frames
+
+
+def test_visual_progress_stands_still_while_the_demo_does():
+    clock = visual_progress(_moving_then_still())
+    assert clock.dtype == torch.float64 and clock.shape == (24,)
+    assert clock[0] == 0 and abs(float(clock[-1]) - 23) < 1e-9
+    assert bool((clock.diff() >= 0).all())
+    # the square moves at a constant speed, so the clock ticks evenly, then stops
+    torch.testing.assert_close(clock[1:12].diff(), torch.full((10,), 23 / 11, dtype=torch.float64))
+    assert bool((clock[11:] == clock[11]).all())
+    # a demo that never changes has no visual clock: the frame index stands in
+    torch.testing.assert_close(visual_progress(torch.zeros(5, 3, 32, 32)), torch.arange(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("clock", ["progress", "frames"])
+def test_tcn_triplets_follow_the_clock(clock):
+    frames = _moving_then_still()
+    ticks = visual_progress(frames) if clock == "progress" else torch.arange(24, dtype=torch.float64)
+    gaps = [(ticks[:, None] - ticks[None, :]).abs()]
+    anchor = torch.full((2000,), 20)  # in the still end
+    gen = torch.Generator().manual_seed(0)
+    positive, negative = _sample_pairs(gaps, torch.zeros(2000, dtype=torch.long), anchor, 3, 0.25, gen)
+    assert bool((gaps[0][20, positive] <= 3).all()) and bool((gaps[0][20, negative] >= 6).all())
+    still_negatives = int((negative >= 11).sum())
+    if clock == "progress":
+        # every held frame is a positive of every other, never a negative
+        assert set(positive.tolist()) >= set(range(11, 24)) and still_negatives == 0
+    else:
+        # the frame clock contrasts identical frames: the drift the network then learns to read
+        assert still_negatives > 0
+
+
+def test_tcn_rejects_an_unknown_clock():
+    with pytest.raises(ValueError, match="clock must be one of"):
+        TimeContrastiveEncoder(clock="wall")
