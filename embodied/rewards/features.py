@@ -25,7 +25,7 @@ from torch import nn
 
 
 #: how ``TimeContrastiveEncoder`` measures the distance between two frames of a demo
-CLOCKS = ("progress", "frames")
+CLOCKS = ("frames", "progress")
 
 
 def frames_to_float(frames: torch.Tensor, size: int | None, device: torch.device | str) -> torch.Tensor:
@@ -115,20 +115,20 @@ class TimeContrastiveEncoder(FrameFeatures):
     pixels (padding by replication) while training, so the embedding tolerates the small
     differences between demo and policy frames.
 
-    ``clock`` says how far apart two frames are. ``"frames"``: their index difference (TCN's
-    own). ``"progress"`` (default): the visual change between them, i.e. the index a frame would
+    ``clock`` says how far apart two frames are. ``"frames"`` (default): their index difference
+    (TCN's own). ``"progress"``: the visual change between them, i.e. the index a frame would
     have if the demo changed at a constant rate (``visual_progress``). With the frame clock, two
     frames of a demo's static end (the goal held) count as far apart, so the loss teaches the
     network to tell them apart by sub-pixel drift, and a policy holding the goal a little longer
     or differently than the demos looks far from the goal; with the progress clock they are
-    positives of each other.
+    positives of each other. PPO results with each are in the README.
     """
 
     name = "tcn"
 
     def __init__(self, image_size: int = 64, width: int = 16, embed_dim: int = 32, iterations: int = 400,
                  batch_size: int = 64, lr: float = 1e-3, positive_window: int = 3, negative_margin: float = 0.15,
-                 margin: float = 0.2, clock: str = "progress") -> None:
+                 margin: float = 0.2, clock: str = "frames") -> None:
         super().__init__()
         for key, value in (("image_size", image_size), ("width", width), ("embed_dim", embed_dim),
                            ("iterations", iterations), ("batch_size", batch_size), ("positive_window", positive_window)):

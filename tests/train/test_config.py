@@ -3,11 +3,13 @@ errors raised before anything runs."""
 
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from embodied.config import ConfigError, PPOConfig, TrainConfig, to_train_config
-from embodied.train import compose_config
+from embodied.train import CONFIG_DIR, compose_config
 
 
 def test_default_launch_is_metaworld_reach_with_ppo():
@@ -22,6 +24,33 @@ def test_default_launch_is_metaworld_reach_with_ppo():
                                          ("hopper", "Hopper-v5"), ("metaworld_door_open", "metaworld/door-open")])
 def test_task_group(option, name):
     assert compose_config([f"task={option}"]).task.name == name
+
+
+TASK_CONFIGS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("option", TASK_CONFIGS)
+def test_every_task_config_names_a_registered_task(option):
+    import sim
+
+    cfg = compose_config([f"task={option}"])
+    cfg.validate()
+    assert cfg.task.name in sim.list_tasks()
+
+
+@pytest.mark.parametrize("option", ["metaworld_plate_slide", "metaworld_reach_wall"])
+def test_side_view_task_configs_render_from_their_camera(option):
+    task = compose_config([f"task={option}", "task.render_size=[32,32]"]).task
+    assert task.options["camera"]["azimuth"] == 180.0
+    default_view = replace(task, options={})
+    frames = []
+    for t in (task, default_view):
+        env = t.make_env(1, 0)
+        try:
+            frames.append(env.render()[0].float())
+        finally:
+            env.close()
+    assert (frames[0] - frames[1]).abs().mean() > 10, "the camera option did not reach the renderer"
 
 
 def test_cleanrl_algo_matches_cleanrl_defaults():
