@@ -45,7 +45,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import print_table, write_json  # noqa: E402
-from sim.mujoco.render import Camera, RendererPool, SceneFlags  # noqa: E402
+from sim.mujoco.render import Camera, RendererPool, SceneFlags, load_triton_before_gl  # noqa: E402
+
+# gymnasium's renderer below loads Mesa's GL before the pool would import triton first
+load_triton_before_gl()
 
 TARGET_FPS = {"humanoid": 200.0, "door-open": 150.0}
 BATCHES = (1, 8, 32)

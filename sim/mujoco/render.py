@@ -78,6 +78,7 @@ import importlib
 import importlib.util
 import math
 import os
+import sys
 import queue
 import threading
 import weakref
@@ -246,20 +247,31 @@ def _layout(height: int, width: int, max_tiles: int, max_size: int) -> _Layout:
 
 def _gl_context_class(name: str) -> Any:
     """``mujoco.<name>.GLContext`` (importing it loads that backend's GL library)."""
-    _load_triton_first()
+    load_triton_before_gl()
     return importlib.import_module(f"mujoco.{name}").GLContext
 
 
 @functools.cache
-def _load_triton_first() -> None:
+def load_triton_before_gl() -> None:
     """Import triton (when installed) before a GL library is loaded.
 
     Mesa's software rasteriser (llvmpipe) and triton each carry their own LLVM; once Mesa's
     is loaded, importing triton (which ``torch._dynamo`` and so ``torchvision`` do) segfaults
-    the process. The other order works.
+    the process. The other order works. Call this first in a program that renders with another
+    renderer (gymnasium's, ``mujoco.Renderer``) before the pool; where Mesa's LLVM is already
+    loaded it does nothing, since the import would be the crash.
     """
-    if importlib.util.find_spec("triton") is not None:
-        importlib.import_module("triton")
+    if "triton" in sys.modules or importlib.util.find_spec("triton") is None or _mesa_llvm_loaded():
+        return
+    importlib.import_module("triton")
+
+
+def _mesa_llvm_loaded() -> bool:
+    try:
+        with open("/proc/self/maps") as maps:
+            return "libLLVM" in maps.read()
+    except OSError:  # not Linux: no llvmpipe to clash with
+        return False
 
 
 def _backend_order(backend: str | None) -> list[str]:

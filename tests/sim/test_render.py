@@ -2,6 +2,8 @@
 
 import copy
 import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -291,3 +293,29 @@ def test_no_gl_backend_names_what_was_tried_and_the_fix(model: mujoco.MjModel,
     assert "egl:" not in str(err.value)
     with pytest.raises(RuntimeError, match="Tried:\n  egl: ImportError"):
         RendererPool(model, H, W, backend="egl")
+
+
+_GL_FIRST = """
+import os, sys
+os.environ.setdefault("MUJOCO_GL", "egl")
+import mujoco
+from sim.mujoco.render import RendererPool, SceneFlags, _mesa_llvm_loaded
+xml = '<mujoco><worldbody><light pos="0 0 3"/><geom type="sphere" size=".2" rgba="1 0 0 1"/></worldbody></mujoco>'
+model = mujoco.MjModel.from_xml_string(xml)
+data = mujoco.MjData(model)
+mujoco.mj_forward(model, data)
+renderer = mujoco.Renderer(model, 32, 32)  # another renderer loads the GL library first
+renderer.update_scene(data)
+renderer.render()
+with RendererPool(model, 32, 32, None, SceneFlags.fast()) as pool:
+    frame = pool.render([data])
+print("mesa llvm loaded:", _mesa_llvm_loaded(), "triton imported:", "triton" in sys.modules, "frame", tuple(frame.shape))
+"""
+
+
+def test_a_pool_after_another_gl_renderer_does_not_crash(tmp_path):
+    # importing triton after Mesa's LLVM is loaded segfaults: the pool must not do it then
+    proc = subprocess.run([sys.executable, "-c", _GL_FIRST], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "frame (1, 32, 32, 3)" in proc.stdout
