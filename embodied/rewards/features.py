@@ -168,10 +168,7 @@ class TimeContrastiveEncoder(FrameFeatures):
         if bool((lengths < 3).any()):
             raise ValueError(f"TimeContrastiveEncoder.fit: every demo needs at least 3 frames, got lengths "
                              f"{lengths.tolist()}")
-        clocks = [visual_progress(im).cpu() if cfg["clock"] == "progress" else torch.arange(len(im), dtype=torch.float64)
-                  for im in images]
-        # |clock difference| between every two frames of a demo: [L, L] each, a few hundred frames at most
-        gaps = [(c[:, None] - c[None, :]).abs() for c in clocks]
+        gaps = [clock_gaps(im, cfg["clock"]) for im in images]
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -214,6 +211,13 @@ def visual_progress(images: torch.Tensor) -> torch.Tensor:
     if total <= 0.0:
         return torch.arange(length, dtype=torch.float64)
     return torch.cat([step.new_zeros(1), step.cumsum(0)]) * ((length - 1) / total)
+
+
+def clock_gaps(images: torch.Tensor, clock: str) -> torch.Tensor:
+    """How far apart every two frames of a demo are on ``clock`` (``CLOCKS``): float64 ``[L, L]`` on
+    the CPU, for float frames ``[L, 3, H, W]`` (a few hundred frames at most)."""
+    ticks = visual_progress(images).cpu() if clock == "progress" else torch.arange(len(images), dtype=torch.float64)
+    return (ticks[:, None] - ticks[None, :]).abs()
 
 
 def _sample_pairs(gaps: Sequence[torch.Tensor], demo: torch.Tensor, anchor: torch.Tensor, positive_window: int,

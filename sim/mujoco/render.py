@@ -78,8 +78,8 @@ import importlib
 import importlib.util
 import math
 import os
-import sys
 import queue
+import sys
 import threading
 import weakref
 from concurrent.futures import Future

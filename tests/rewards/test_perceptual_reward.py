@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from embodied import ops
-from embodied.rewards.features import PixelFeatures, TimeContrastiveEncoder, _sample_pairs, make_backbone, visual_progress
+from embodied.rewards.features import (PixelFeatures, TimeContrastiveEncoder, _sample_pairs, clock_gaps, make_backbone,
+                                       visual_progress)
 from embodied.rewards.perceptual import PerceptualReward, load_demo_frames
 from sim.record import RecordConfig, record
 
@@ -157,9 +158,7 @@ def test_visual_progress_stands_still_while_the_demo_does():
 
 @pytest.mark.parametrize("clock", ["progress", "frames"])
 def test_tcn_triplets_follow_the_clock(clock):
-    frames = _moving_then_still()
-    ticks = visual_progress(frames) if clock == "progress" else torch.arange(24, dtype=torch.float64)
-    gaps = [(ticks[:, None] - ticks[None, :]).abs()]
+    gaps = [clock_gaps(_moving_then_still(), clock)]
     anchor = torch.full((2000,), 20)  # in the still end
     gen = torch.Generator().manual_seed(0)
     positive, negative = _sample_pairs(gaps, torch.zeros(2000, dtype=torch.long), anchor, 3, 0.25, gen)
