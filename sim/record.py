@@ -60,6 +60,10 @@ class RecordConfig:
     crf: int = 18
     #: replace an existing dataset at ``out``
     overwrite: bool = False
+    #: keep only episodes that succeed, recording until ``episodes`` of them (for a noisy expert)
+    successful_only: bool = False
+    #: with ``successful_only``: give up after this many episodes in all (default 10 x ``episodes``)
+    max_attempts: Optional[int] = None
 
     @property
     def out_dir(self) -> Path:
@@ -76,6 +80,8 @@ class RecordSummary:
     frames: int
     env_steps: int
     seconds: float
+    #: failed episodes left out (``successful_only``)
+    discarded: int = 0
 
     @property
     def success_rate(self) -> float:
@@ -88,14 +94,15 @@ class RecordSummary:
     def __str__(self) -> str:
         return (f"{self.episodes} episodes, {self.successes}/{self.episodes} succeeded ({100 * self.success_rate:.0f}%), "
                 f"{self.frames} frames (mean length {self.frames / max(self.episodes, 1):.1f}) in {self.seconds:.1f} s "
-                f"({self.frames_per_second:.1f} recorded frames/s, {self.env_steps} env steps) -> {self.root}")
+                f"({self.frames_per_second:.1f} recorded frames/s, {self.env_steps} env steps"
+                f"{f', {self.discarded} failed episodes left out' if self.discarded else ''}) -> {self.root}")
 
 
 _KEYS = [f.name for f in fields(RecordConfig)]
 USAGE = ("usage: python -m sim.record task=<name> [key=value ...]\n"
          "keys (defaults): task, episodes (10), noise (0.0), out (demos/<task>), seed (0), num_envs (4), "
          "render_size ([224,224]), stop_on_success (true), fps (the env's control rate), camera (main), "
-         "codec (h264|av1), crf (18), overwrite (false)")
+         "codec (h264|av1), crf (18), overwrite (false), successful_only (false), max_attempts (10 x episodes)")
 
 
 def parse_args(argv: list[str]) -> RecordConfig:
@@ -147,6 +154,8 @@ def check_config(cfg: RecordConfig) -> None:
         raise ValueError(f"render_size must be [height, width], positive and even (yuv420p video), got {list(cfg.render_size)}")
     if cfg.fps is not None and cfg.fps < 1:
         raise ValueError(f"fps must be >= 1, got {cfg.fps}")
+    if cfg.max_attempts is not None and cfg.max_attempts < cfg.episodes:
+        raise ValueError(f"max_attempts must be >= episodes ({cfg.episodes}), got {cfg.max_attempts}")
     if cfg.codec not in ENCODERS:
         raise ValueError(f"codec must be one of {sorted(ENCODERS)}, got {cfg.codec!r}")
     if not 0 <= cfg.crf <= 63:
@@ -197,7 +206,10 @@ def record(
     and ``render_size`` and stays open. An env whose recorded episode has ended (at success with
     ``stop_on_success``, or because all episodes are handed out) keeps stepping with the expert,
     unrendered and unrecorded, until it resets; episodes are handed out as envs start them, so
-    the dataset does not favour short episodes. Ctrl-C finalizes the episodes finished so far.
+    the dataset does not favour short episodes. With ``successful_only``, an episode that ends
+    without success is left out and another one recorded in its place, at most ``max_attempts``
+    in all (a ``RuntimeError`` once ``episodes`` successes are out of reach).
+    Ctrl-C finalizes the episodes finished so far.
     """
     check_config(cfg)
     if expert is not None and not callable(expert):
@@ -230,6 +242,9 @@ def _run(cfg: RecordConfig, env: VecEnv, expert: ExpertFn, log: Callable[[str], 
     rng = np.random.default_rng(cfg.seed)
     episodes: list[_Episode | None] = [_Episode() if i < cfg.episodes else None for i in range(n)]
     started, successes, env_steps = min(n, cfg.episodes), 0, 0
+    # episodes begun in all, and how many of those failed and were left out (successful_only)
+    attempts, discarded = started, 0
+    max_attempts = (cfg.max_attempts or 10 * cfg.episodes) if cfg.successful_only else cfg.episodes
     start = time.perf_counter()
     obs = env.reset(seed=cfg.seed)
     try:
@@ -259,17 +274,31 @@ def _run(cfg: RecordConfig, env: VecEnv, expert: ExpertFn, log: Callable[[str], 
                 ep.rewards.append(float(reward[i]))
                 ep.successes.append(bool(success[i]))
                 if done[i] or (cfg.stop_on_success and success[i]):
+                    episodes[i] = None
+                    if cfg.successful_only and not any(ep.successes):
+                        discarded += 1
+                        started -= 1  # another env (or this one, after its reset) records a replacement
+                        log(f"episode left out: {len(ep.frames)} steps, no success "
+                            f"({discarded} failed of {attempts} started)")
+                        in_progress = sum(e is not None for e in episodes)
+                        if writer.num_episodes + in_progress + (max_attempts - attempts) < cfg.episodes:
+                            raise RuntimeError(
+                                f"sim.record: the expert succeeded in {writer.num_episodes} of the "
+                                f"{attempts - in_progress} episodes it finished "
+                                f"(noise {cfg.noise}), too few to collect {cfg.episodes} successful ones within "
+                                f"max_attempts={max_attempts}; lower noise or raise max_attempts")
+                        continue
                     writer.add_episode(np.stack(ep.frames), np.stack(ep.states), np.stack(ep.actions),
                                        np.asarray(ep.rewards, np.float32), np.asarray(ep.successes),
                                        env.instructions[i])
                     successes += any(ep.successes)
                     log(f"episode {writer.num_episodes}/{cfg.episodes}: {len(ep.frames)} steps, "
                         f"{'success' if any(ep.successes) else 'no success'}")
-                    episodes[i] = None
             for i in map(int, np.flatnonzero(done)):
-                if episodes[i] is None and started < cfg.episodes:
+                if episodes[i] is None and started < cfg.episodes and attempts < max_attempts:
                     episodes[i] = _Episode()
                     started += 1
+                    attempts += 1
     except KeyboardInterrupt:
         if writer.num_episodes:
             writer.finalize()
@@ -277,7 +306,7 @@ def _run(cfg: RecordConfig, env: VecEnv, expert: ExpertFn, log: Callable[[str], 
         raise
     root = writer.finalize()
     summary = RecordSummary(root, writer.num_episodes, successes, writer.num_frames, env_steps,
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, discarded)
     log(f"recorded {cfg.task} (noise {cfg.noise}): {summary}")
     return summary
 

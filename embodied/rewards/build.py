@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -99,10 +100,11 @@ def _scoring(reward: "PerceptualReward", cfg: "PerceptualRewardConfig") -> "Perc
 
 
 def record_demos(task: "TaskConfig", out: Path, episodes: int, seed: int, noise: float = 0.0) -> Path:
-    """Record ``episodes`` scripted-expert demonstrations of ``task`` (expert actions plus Gaussian
-    noise of std ``noise``; frames at the task's render size
-    and camera) into ``out`` with ``sim.record``; episodes run to the task's horizon, so they show
-    the goal held after success (``reward.perceptual.hold`` keeps the first frames of that)."""
+    """Record ``episodes`` successful scripted-expert demonstrations of ``task`` (expert actions plus
+    Gaussian noise of std ``noise``; frames at the task's render size and camera) into ``out`` with
+    ``sim.record``. A noisy expert's failed episodes are left out and replaced. Episodes run to the
+    task's horizon, so they show the goal held after success (``reward.perceptual.hold`` keeps the
+    first frames of that). A recording that fails leaves nothing at ``out``, so a rerun records again."""
     from sim.experts import has_expert
     from sim.record import RecordConfig, record
 
@@ -111,10 +113,13 @@ def record_demos(task: "TaskConfig", out: Path, episodes: int, seed: int, noise:
                          "collect demonstrations yourself and set reward.perceptual.demos=<dataset path>")
     num_envs = min(episodes, 4)
     cfg = RecordConfig(task=task.name, episodes=episodes, noise=noise, out=str(out), seed=seed, num_envs=num_envs,
-                       render_size=list(task.render_size), crf=10, stop_on_success=False)
+                       render_size=list(task.render_size), crf=10, stop_on_success=False, successful_only=True)
     env = task.make_env(num_envs, seed)
     try:
         record(cfg, env=env, log=log.info)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         env.close()
     return out

@@ -140,6 +140,41 @@ def test_interrupt_keeps_the_finished_episodes(tmp_path):
     assert DemoDataset(tmp_path / "demos").num_episodes == 2 and "interrupted" in logs[-1]
 
 
+def near_goal_expert(obs: torch.Tensor) -> torch.Tensor:
+    """Always heads for 1.0: succeeds in even envs, never in odd ones (goal 1.5)."""
+    move = ((1.0 - obs[:, 0]) / 0.25).clamp(-1, 1)
+    return torch.stack([move, torch.zeros_like(move)], 1)
+
+
+def test_successful_only_leaves_failures_out_and_records_replacements(tmp_path):
+    logs = []
+    summary = record(config(tmp_path, episodes=3, stop_on_success=False, successful_only=True), FakeReach(),
+                     near_goal_expert, log=logs.append)
+    assert (summary.episodes, summary.successes) == (3, 3) and summary.discarded >= 2
+    ds = DemoDataset(tmp_path / "demos")
+    assert ds.num_episodes == 3
+    for i in range(3):
+        ep = ds.episode(i)
+        assert ep["task"] == "reach the goal" and bool(ep["next.success"].any())
+    assert any("episode left out" in line for line in logs) and "failed episodes left out" in logs[-1]
+    # without the option the failures are kept
+    plain = record(config(tmp_path, episodes=3, stop_on_success=False, out=str(tmp_path / "all")), FakeReach(),
+                   near_goal_expert, log=lambda s: None)
+    assert (plain.episodes, plain.successes, plain.discarded) == (3, 2, 0)
+
+
+def test_successful_only_gives_up_after_max_attempts(tmp_path):
+    def hopeless(obs):
+        return torch.zeros(obs.shape[0], 2)
+
+    with pytest.raises(RuntimeError, match=r"succeeded in 0 of the .*max_attempts=4; lower noise or raise"):
+        record(config(tmp_path, episodes=2, successful_only=True, max_attempts=4), FakeReach(), hopeless,
+               log=lambda s: None)
+    with pytest.raises(ValueError, match="max_attempts must be >= episodes"):
+        record(config(tmp_path, out=str(tmp_path / "x"), episodes=5, successful_only=True, max_attempts=3),
+               FakeReach(), expert)
+
+
 def test_record_checks_its_inputs(tmp_path):
     with pytest.raises(ValueError, match="num_envs=2"):
         record(config(tmp_path, num_envs=3), FakeReach(), expert)

@@ -129,3 +129,27 @@ def test_cli_reports_unavailable_clip_weights_cleanly(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "embodied-train: error:" in proc.stderr and "no_such_tag" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_recorded_demos_are_successful_and_a_failed_recording_leaves_nothing(tmp_path, monkeypatch):
+    import sim.experts
+    import sim.record
+    from embodied.config import TaskConfig
+    from embodied.rewards.build import record_demos
+
+    seen = []
+
+    def failing_record(cfg, env=None, log=print):
+        seen.append(cfg)
+        out = cfg.out_dir
+        out.mkdir(parents=True)
+        (out / "half-written").write_text("x")
+        raise RuntimeError("sim.record: the expert succeeded in 1 of the 10 episodes it finished")
+
+    monkeypatch.setattr(sim.record, "record", failing_record)
+    monkeypatch.setattr(sim.experts, "has_expert", lambda name: True)  # toy/point's expert is the test's own
+    with pytest.raises(RuntimeError, match="succeeded in 1 of the 10"):
+        record_demos(TaskConfig(name="toy/point", render_size=[32, 32]), tmp_path / "demos", 3, seed=0, noise=0.5)
+    assert seen and seen[0].successful_only and seen[0].noise == 0.5 and seen[0].episodes == 3
+    # a rerun records again instead of fitting to a partial dataset
+    assert not (tmp_path / "demos").exists()
