@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         record(cfg)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileExistsError) as e:
+    except (ValueError, FileExistsError, RuntimeError) as e:
         print(f"sim.record: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -175,6 +175,18 @@ def test_successful_only_gives_up_after_max_attempts(tmp_path):
                FakeReach(), expert)
 
 
+def test_the_command_line_reports_a_failed_recording_as_an_error(tmp_path, monkeypatch, capsys):
+    import sim.record
+
+    def failing(cfg):
+        raise RuntimeError("sim.record: the expert succeeded in 0 of the 4 episodes it finished")
+
+    monkeypatch.setattr(sim.record, "record", failing)
+    monkeypatch.setattr(sim.record, "check_task", lambda task: None)
+    assert main(["task=metaworld/reach", f"out={tmp_path / 'cli'}", "successful_only=true"]) == 1
+    assert "error: sim.record: the expert succeeded in 0 of the 4" in capsys.readouterr().err
+
+
 def test_record_checks_its_inputs(tmp_path):
     with pytest.raises(ValueError, match="num_envs=2"):
         record(config(tmp_path, num_envs=3), FakeReach(), expert)
