@@ -38,6 +38,8 @@ SOURCES = ("expert", "noisy_expert", "random", "policy")
 EXPERT_SOURCES = ("expert", "noisy_expert")
 #: the row of the weighted sum of a composite's terms
 TOTAL = "total"
+#: the report's per-source mean reward is also given over each episode's last this many steps
+SOURCE_TAIL = 50
 
 #: a policy for ``num_envs`` envs: observations ``[N, *obs_shape]`` -> actions ``[N, *action_shape]``
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -333,6 +335,22 @@ class RewardEvaluation:
                 return t
         raise KeyError(f"no term {name!r}; terms: {[t.name for t in self.terms]}")
 
+    def source_rewards(self, last: int | None = None) -> dict[str, dict[str, float]]:
+        """Mean reward of each source's episodes, per term: ``{source: {term: value}}``.
+
+        ``last`` averages only each episode's last ``last`` steps (its whole length if shorter):
+        where a policy ends up, which is what a policy trained on the reward is pulled towards.
+        A reward that scores a failing source's end above the expert's end can be gamed that way.
+        """
+        if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 1):
+            raise ValueError(f"last must be a positive number of steps or None, got {last!r}")
+        out: dict[str, dict[str, float]] = {}
+        for src in self.sources:
+            chosen = [i for i, s in enumerate(self.episode_sources) if s == src]
+            out[src] = {t.name: float(np.mean([t.rewards[i][-last:].mean() if last else t.rewards[i].mean()
+                                               for i in chosen])) for t in self.terms}
+        return out
+
     def table(self) -> list[dict[str, Any]]:
         """One row per term: term, weight, pearson, roc_auc, episode_pearson, goal_fraction."""
         return [{"term": t.name, "weight": t.weight, "pearson": t.pearson, "roc_auc": t.roc_auc,
@@ -349,7 +367,12 @@ class RewardEvaluation:
         sources = [["source", "episodes", "steps", "success", "goal_frac"]]
         sources += [[name, str(s.episodes), str(s.steps), f"{s.success_rate:.0%}", num(s.goal_steps / s.steps)]
                     for name, s in self.sources.items()]
-        lines = [*_align(terms), "", *_align(sources)]
+        whole, tail = self.source_rewards(), self.source_rewards(last=SOURCE_TAIL)
+        rewards = [["mean reward", *self.sources]]
+        for t in self.terms:
+            rewards.append([f"{t.name}", *(num(whole[src][t.name]) for src in self.sources)])
+            rewards.append([f"{t.name}, last {SOURCE_TAIL}", *(num(tail[src][t.name]) for src in self.sources)])
+        lines = [*_align(terms), "", *_align(sources), "", *_align(rewards)]
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,13 +383,16 @@ class RewardEvaluation:
         terms = [{"term": t.name, "weight": t.weight, "pearson": clean(t.pearson), "roc_auc": clean(t.roc_auc),
                   "episode_pearson": clean(t.episode_pearson), "mean_goal": clean(t.mean_goal),
                   "mean_non_goal": clean(t.mean_non_goal)} for t in self.terms]
+        whole, tail = self.source_rewards(), self.source_rewards(last=SOURCE_TAIL)
         episodes = [{"source": src, "success": ok, "length": int(self.terms[0].rewards[i].size),
                      "mean_reward": {t.name: float(t.rewards[i].mean()) for t in self.terms}}
                     for i, (src, ok) in enumerate(zip(self.episode_sources, self.episode_success))]
         return {"terms": terms, "steps": self.steps, "goal_steps": self.goal_steps,
                 "goal_fraction": clean(self.goal_fraction),
                 "sources": {name: {"episodes": s.episodes, "steps": s.steps, "goal_steps": s.goal_steps,
-                                   "success_rate": s.success_rate} for name, s in self.sources.items()},
+                                   "success_rate": s.success_rate, "mean_reward": whole[name],
+                                   f"mean_reward_last_{SOURCE_TAIL}": tail[name]}
+                            for name, s in self.sources.items()},
                 "notes": list(self.notes), "episodes": episodes}
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -509,6 +535,6 @@ def plot_reward_over_time(result: RewardEvaluation, path: str | Path, title: str
     return path
 
 
-__all__ = ["EXPERT_SOURCES", "SOURCES", "TOTAL", "Episode", "LabelledEpisodes", "RewardEvaluation", "SourceStats",
+__all__ = ["EXPERT_SOURCES", "SOURCES", "SOURCE_TAIL", "TOTAL", "Episode", "LabelledEpisodes", "RewardEvaluation", "SourceStats",
            "TermEvaluation", "collect_labelled_episodes", "evaluate_reward", "pearson", "plot_reward_over_time",
            "roc_auc", "validate_sources"]

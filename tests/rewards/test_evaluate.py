@@ -110,6 +110,19 @@ def test_success_term_is_perfect_and_dense_reward_informative(point_episodes, tm
     assert result.sources["policy"].success_rate == 1.0
     report = json.loads(result.to_json())
     assert [t["term"] for t in report["terms"]] == ["env", "success", "total"] and len(report["episodes"]) == 12
+    # where each source's episodes end up: the policy holds the goal, random play does not
+    tail = result.source_rewards(last=10)
+    assert tail["policy"]["success"] == 1.0 > tail["random"]["success"]
+    for src in ("policy", "random"):
+        chosen = [e for e in point_episodes.episodes if e.source == src]
+        assert tail[src]["env"] == pytest.approx(np.mean([e.env_reward[-10:].double().mean() for e in chosen]))
+        assert result.source_rewards()[src]["env"] == pytest.approx(
+            np.mean([e.env_reward.double().mean() for e in chosen]))
+    assert report["sources"]["policy"]["mean_reward_last_50"]["success"] == pytest.approx(
+        result.source_rewards(last=50)["policy"]["success"])
+    assert "env, last 50" in result.format_table()
+    with pytest.raises(ValueError, match="last must be a positive number of steps"):
+        result.source_rewards(last=0)
     path = plot_reward_over_time(result, tmp_path / "plot.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert "success" in result.format_table()
