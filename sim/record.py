@@ -241,9 +241,10 @@ def _run(cfg: RecordConfig, env: VecEnv, expert: ExpertFn, log: Callable[[str], 
                            crf=cfg.crf, overwrite=cfg.overwrite)
     rng = np.random.default_rng(cfg.seed)
     episodes: list[_Episode | None] = [_Episode() if i < cfg.episodes else None for i in range(n)]
-    started, successes, env_steps = min(n, cfg.episodes), 0, 0
-    # episodes begun in all, and how many of those failed and were left out (successful_only)
-    attempts, discarded = started, 0
+    successes, env_steps = 0, 0
+    # episodes begun in all, and how many of those failed and were left out (successful_only);
+    # the ones that count towards cfg.episodes are attempts - discarded
+    attempts, discarded = min(n, cfg.episodes), 0
     max_attempts = (cfg.max_attempts or 10 * cfg.episodes) if cfg.successful_only else cfg.episodes
     start = time.perf_counter()
     obs = env.reset(seed=cfg.seed)
@@ -276,8 +277,7 @@ def _run(cfg: RecordConfig, env: VecEnv, expert: ExpertFn, log: Callable[[str], 
                 if done[i] or (cfg.stop_on_success and success[i]):
                     episodes[i] = None
                     if cfg.successful_only and not any(ep.successes):
-                        discarded += 1
-                        started -= 1  # another env (or this one, after its reset) records a replacement
+                        discarded += 1  # another env (or this one, after its reset) records a replacement
                         log(f"episode left out: {len(ep.frames)} steps, no success "
                             f"({discarded} failed of {attempts} started)")
                         in_progress = sum(e is not None for e in episodes)
@@ -295,9 +295,8 @@ def _run(cfg: RecordConfig, env: VecEnv, expert: ExpertFn, log: Callable[[str], 
                     log(f"episode {writer.num_episodes}/{cfg.episodes}: {len(ep.frames)} steps, "
                         f"{'success' if any(ep.successes) else 'no success'}")
             for i in map(int, np.flatnonzero(done)):
-                if episodes[i] is None and started < cfg.episodes and attempts < max_attempts:
+                if episodes[i] is None and attempts - discarded < cfg.episodes and attempts < max_attempts:
                     episodes[i] = _Episode()
-                    started += 1
                     attempts += 1
     except KeyboardInterrupt:
         if writer.num_episodes:
