@@ -38,10 +38,11 @@ def test_every_task_config_names_a_registered_task(option):
     assert cfg.task.name in sim.list_tasks()
 
 
-@pytest.mark.parametrize("option", ["metaworld_plate_slide", "metaworld_reach_wall"])
-def test_side_view_task_configs_render_from_their_camera(option):
+@pytest.mark.parametrize(("option", "azimuth"), [("metaworld_plate_slide", 180.0), ("metaworld_reach_wall", 180.0),
+                                                 ("metaworld_window_close", -90.0)])
+def test_task_configs_with_their_own_view_render_from_it(option, azimuth):
     task = compose_config([f"task={option}", "task.render_size=[32,32]"]).task
-    assert task.options["camera"]["azimuth"] == 180.0
+    assert task.options["camera"]["azimuth"] == azimuth
     default_view = replace(task, options={})
     frames = []
     for t in (task, default_view):
