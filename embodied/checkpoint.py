@@ -5,6 +5,10 @@ a run killed at any moment leaves only complete checkpoints behind.
     ``policy.safetensors``   the policy's weights and buffers (observation statistics included)
     ``trainer.safetensors``  optimiser state, reward-normaliser statistics, RNG state
     ``meta.json``            step counters, optimiser hyper-parameters, the config (written last)
+``<run>/checkpoints/best/``
+    the same, for the policy with the best evaluation so far (``meta.json`` holds that evaluation
+    under ``"eval"``); not counted in ``checkpoint.keep`` and never resumed from: PPO can lose a
+    success it found, and this keeps it
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 PREFIX = "step_"
+BEST = "best"
 
 
 @dataclass
@@ -53,11 +58,12 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], param_groups: list[di
 
 def save_checkpoint(run_dir: Path, step: int, update: int, config: dict[str, Any], policy: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, extra_tensors: dict[str, torch.Tensor],
-                    extra_meta: dict[str, Any], keep: int) -> Path:
-    """Write checkpoint ``step`` atomically, then delete all but the newest ``keep``."""
+                    extra_meta: dict[str, Any], keep: int, name: str | None = None) -> Path:
+    """Write checkpoint ``step`` atomically (to ``checkpoints/<name>`` if given, else
+    ``checkpoints/step_<step>``), then delete all but the newest ``keep`` step checkpoints."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:012d}"
+    final = root / (name if name is not None else f"{PREFIX}{step:012d}")
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()},
@@ -70,7 +76,7 @@ def save_checkpoint(run_dir: Path, step: int, update: int, config: dict[str, Any
             json.dump(meta, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        if final.exists():  # the same step saved again: swap, so a complete one is always in place
+        if final.exists():  # saved again (same step, or a new best): swap, so a complete one is always in place
             old = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
             os.rename(final, old / "replaced")
             os.rename(tmp, final)
@@ -95,6 +101,17 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         return []
     done = [p for p in root.glob(f"{PREFIX}*") if (p / "meta.json").is_file()]
     return sorted(done, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def best_eval(run_dir: Path) -> dict[str, float] | None:
+    """The evaluation metrics of a run's ``checkpoints/best``, or None if it has none."""
+    meta = Path(run_dir) / "checkpoints" / BEST / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        return dict(json.loads(meta.read_text())["eval"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{meta} is unreadable ({err}); delete {meta.parent} to start a new best") from err
 
 
 def find_checkpoint(path: str | Path) -> Path:

@@ -264,6 +264,9 @@ class CheckpointConfig:
     every_steps: int = 50_000
     #: how many checkpoints to keep (the newest)
     keep: int = 3
+    #: also keep checkpoints/best: the policy of the best evaluation so far (success rate, then
+    #: mean return), which a later collapse of PPO cannot take back
+    keep_best: bool = True
 
     def validate(self) -> None:
         _check(self.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from embodied.algos.ppo import PPO
-from embodied.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from embodied.checkpoint import BEST, best_eval, load_checkpoint, restore_optimizer, save_checkpoint
 from embodied.config import GaussianMLPConfig, PPOConfig, TrainConfig, to_dict
 from embodied.data.rollout import RolloutBuffer
 from embodied.distributed import init_distributed, shutdown_distributed
@@ -62,6 +62,13 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _eval_rank(metrics: dict[str, float]) -> tuple[float, float]:
+    """Orders evaluations: success rate first (tasks without a success predicate report 0), then
+    mean return; NaN ranks lowest."""
+    return tuple(-math.inf if math.isnan(v) else v  # type: ignore[return-value]
+                 for v in (metrics["eval/success_rate"], metrics["eval/mean_return"]))
 
 
 def _crossed(prev: int, now: int, every: int) -> bool:
@@ -173,6 +180,9 @@ class Trainer:
         self.dist.check_in_sync(self.policy)
         if not self.dist.is_main:
             return None
+        return self._write_checkpoint()
+
+    def _write_checkpoint(self, name: str | None = None, meta: dict[str, Any] | None = None) -> Path:
         assert self.logger is not None
         self.logger.flush()  # TensorBoard's queue: events up to this step must survive a kill
         extra = {"rng.torch": torch.get_rng_state(), "rng.generator": self.generator.get_state()}
@@ -184,7 +194,8 @@ class Trainer:
         return save_checkpoint(self.run_dir, self.global_step, self.update_idx, to_dict(self.config), self.policy,
                                self.ppo.optimizer, extra,
                                {"obs_dim": self.obs_dim, "act_dim": self.act_dim, "task": self.config.task.name,
-                                "world_size": self.dist.world_size}, self.config.checkpoint.keep)
+                                "world_size": self.dist.world_size, **(meta or {})},
+                               self.config.checkpoint.keep, name)
 
     # ---- loop -------------------------------------------------------------------------
     def _normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
@@ -352,7 +363,16 @@ class Trainer:
         self.logger.log(self.global_step, metrics)
         log.info("step %d: eval return %.2f, success %.0f%%", self.global_step, result.mean_return,
                  100 * result.success_rate)
+        if self.config.checkpoint.keep_best and self.global_step > 0:
+            self._keep_if_best(metrics)
         return metrics
+
+    def _keep_if_best(self, metrics: dict[str, float]) -> None:
+        best = best_eval(self.run_dir)
+        if best is not None and _eval_rank(best) >= _eval_rank(metrics):
+            return
+        path = self._write_checkpoint(BEST, {"eval": metrics})
+        log.info("step %d: best evaluation so far, kept in %s", self.global_step, path)
 
     def _log(self, metrics: dict[str, float], stats: dict[str, float], seconds: float) -> None:
         keys = sorted(stats)

@@ -95,6 +95,49 @@ def test_checkpoint_round_trip(fast_config):
     assert "log_std" in load_file(path / "policy.safetensors")
 
 
+def script_evaluations(monkeypatch, results):
+    """Make the trainer's evaluations report ``results`` (success rate, mean return) in turn."""
+    from embodied.evaluate import EvalResult
+
+    scripted = iter(results)
+
+    def fake_evaluate(self):
+        success, ret = next(scripted)
+        return EvalResult(ret, 0.0, success, 10.0)
+
+    monkeypatch.setattr(Trainer, "evaluate", fake_evaluate)
+
+
+@pytest.mark.parametrize("later, best_step", [((0.5, 3.0), 512), ((0.5, 7.0), 1024), ((0.9, -9.0), 1024)])
+def test_best_checkpoint_keeps_the_best_evaluation(fast_config, monkeypatch, later, best_step):
+    script_evaluations(monkeypatch, [(0.0, 0.0), (0.5, 5.0), later])  # evaluations at steps 0, 512, 1024
+    run = train(fast_config("eval.video=false", "log.plot=false")).run_dir
+    best = load_checkpoint(run / "checkpoints" / "best")
+    assert best.step == best_step
+    assert best.meta["eval"]["eval/success_rate"] == {512: 0.5, 1024: later[0]}[best_step]
+    # the same weights as that step's regular checkpoint, and not counted among them
+    same_step = load_checkpoint(run / "checkpoints" / f"step_{best_step:012d}")
+    assert all(torch.equal(best.policy[k], v) for k, v in same_step.policy.items())
+    assert [c.name for c in list_checkpoints(run)] == ["step_000000000512", "step_000000001024"]
+    assert load_checkpoint(run).step == 1024  # resume and embodied-eval <run> still take the newest
+    _, _, path = policy_from_checkpoint(run / "checkpoints" / "best")
+    assert path.name == "best"
+
+
+def test_best_checkpoint_survives_resume_and_can_be_turned_off(fast_config, monkeypatch):
+    script_evaluations(monkeypatch, [(0.0, 0.0), (1.0, 5.0), (0.0, 9.0)])
+    cfg = fast_config("total_steps=512", "eval.video=false", "log.plot=false")
+    train(cfg)
+    train(fast_config("total_steps=1024", f"resume={cfg.run_dir}", "eval.video=false", "log.plot=false",
+                      run_dir=Path(cfg.run_dir)))
+    # the resumed run's worse evaluation does not replace the best found before it
+    assert load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "best").step == 512
+    script_evaluations(monkeypatch, [(0.0, 0.0), (1.0, 5.0), (1.0, 9.0)])
+    run = train(fast_config("eval.video=false", "log.plot=false", "checkpoint.keep_best=false",
+                            run_dir=Path(cfg.run_dir).parent / "off")).run_dir
+    assert not (run / "checkpoints" / "best").exists()
+
+
 def test_kill_and_resume_continues_the_run(tmp_path):
     run = tmp_path / "run"
     args = [*FAST, "total_steps=12288", "checkpoint.every_steps=1024", "eval.every_steps=0", "eval.video=false",
