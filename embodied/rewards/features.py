@@ -45,6 +45,10 @@ class FrameFeatures(nn.Module, abc.ABC):
     """
 
     name: str
+    #: the noise of a feature as recorded (video compression), in feature units: the smallest
+    #: spread z-normalisation divides by and a step's Gaussian may have, so a feature the demos
+    #: never moved does not turn a new frame's change into a huge z
+    min_scale: float = 1e-6
 
     def fit(self, demos: Sequence[torch.Tensor], seed: int = 0, log: Any = None) -> None:
         """Learn from demonstrations (a no-op for fixed backbones)."""
@@ -66,6 +70,8 @@ class PixelFeatures(FrameFeatures):
     """The frame resized to ``grid x grid`` RGB: ``3 * grid^2`` features."""
 
     name = "pixels"
+    #: 4 grey levels: demos come back from H.264 with still pixels jittering by 1-2 levels
+    min_scale = 4.0 / 255.0
 
     def __init__(self, grid: int = 16) -> None:
         super().__init__()

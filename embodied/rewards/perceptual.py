@@ -95,11 +95,15 @@ class PerceptualReward(FrameRewardTerm):
         self.features.fit(episodes, seed=seed, log=log)
         feats = [self.features.encode(ep).double() for ep in episodes]
         every = torch.cat(feats)
-        center, scale = every.mean(0), every.std(0, unbiased=False).clamp_min(1e-6)
+        center, scale = every.mean(0), every.std(0, unbiased=False).clamp_min(self.features.min_scale)
         z = [(f - center) / scale for f in feats]
+        # a step's spread is at least the recording noise: identical demos (a deterministic expert,
+        # fixed goals) would otherwise give Gaussians as sharp as the codec's rounding
+        noise = (self.features.min_scale / scale).clamp_min(1e-3)
         self.boundaries = [segment(f.cpu(), self.num_steps, min_frames) for f in z]
         labels = torch.cat([step_labels(b, len(f)) for b, f in zip(self.boundaries, z)])
-        index, mean, inv_std = select_features(torch.cat(z).cpu(), labels, self.num_steps, self.alpha, self.top_n)
+        index, mean, inv_std = select_features(torch.cat(z).cpu(), labels, self.num_steps, self.alpha, self.top_n,
+                                                noise.cpu())
         state = {"center": center.float(), "scale": scale.float(), "index": index, "mean": mean, "inv_std": inv_std}
         self.state = {k: v.to(self.device) for k, v in state.items()}
         if log is not None:

@@ -88,7 +88,8 @@ def step_labels(starts: Sequence[int], length: int) -> torch.Tensor:
 
 
 def select_features(features: torch.Tensor, labels: torch.Tensor, num_steps: int, alpha: float = 5.0,
-                    top_n: int = 32, min_std: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    top_n: int = 32, min_std: float | torch.Tensor = 1e-3
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per step g, the ``top_n`` features that best tell its frames from the others.
 
     Score ``z = alpha * |mu+ - mu-| - (sigma+ + sigma-)`` with positives the frames labelled g
@@ -98,7 +99,8 @@ def select_features(features: torch.Tensor, labels: torch.Tensor, num_steps: int
         features: ``[M, D]`` z-normalised features of all demo frames.
         labels: ``[M]`` int64 step of each frame, in ``[0, num_steps)``; every step needs a frame.
         min_std: floor of the positives' std, so a feature constant within a step cannot give an
-            infinitely sharp Gaussian.
+            infinitely sharp Gaussian: a number, or one per feature ``[D]`` (the recording noise
+            of each feature in z units).
 
     Returns: ``index [K, n]`` int64, ``mean [K, n]`` and ``inv_std [K, n]`` (the positives' mean and
     1 / std of each selected feature), float32; ``n = min(top_n, D)``.
@@ -111,6 +113,7 @@ def select_features(features: torch.Tensor, labels: torch.Tensor, num_steps: int
         raise ValueError(f"select_features: every step in [0, {num_steps}) needs frames; frames per step: "
                          f"{counts.tolist()}")
     x = features.double()
+    floor = torch.as_tensor(min_std, dtype=torch.float64).expand(x.shape[1])
     n = min(int(top_n), x.shape[1])
     index, mean, inv_std = [], [], []
     for g in range(num_steps):
@@ -121,5 +124,5 @@ def select_features(features: torch.Tensor, labels: torch.Tensor, num_steps: int
         top = score.topk(n).indices
         index.append(top)
         mean.append(mu_p[top])
-        inv_std.append(1.0 / sd_p[top].clamp_min(min_std))
+        inv_std.append(1.0 / torch.maximum(sd_p[top], floor[top]))
     return torch.stack(index), torch.stack(mean).float(), torch.stack(inv_std).float()

@@ -62,6 +62,27 @@ def test_scores_match_the_gaussian_naive_bayes_formula(window_demos):
     torch.testing.assert_close(log_total, (expected * torch.tensor([1, 2, 4]) / 7).sum(1).log(), rtol=1e-4, atol=1e-4)
 
 
+def _with_grey_corner(demo: torch.Tensor, level: int) -> torch.Tensor:
+    out = demo.clone()
+    out[:, :18, :18] = level  # wider than the resize filter: the top-left features see only this
+    return out
+
+
+@pytest.mark.parametrize("min_scale, bounded", [(PixelFeatures.min_scale, True), (1e-6, False)])
+def test_a_feature_the_demos_never_moved_cannot_dominate_the_reward(window_demos, monkeypatch, min_scale, bounded):
+    monkeypatch.setattr(PixelFeatures, "min_scale", min_scale)
+    # every feature selected, the still corner's among them
+    reward = PerceptualReward("pixels", {"grid": 8}, num_steps=4, top_n=3 * 8 * 8).fit(
+        [_with_grey_corner(d, 100) for d in window_demos[:3]])
+    # the corner 30 grey levels brighter: a change to notice, not a catastrophe
+    drop = (reward(_with_grey_corner(window_demos[3], 100)) - reward(_with_grey_corner(window_demos[3], 130)))
+    assert bool((drop > 0).all())
+    if bounded:
+        assert drop.max() < 10, drop.max()
+    else:  # what the noise floor removes: z and the step's 1/std both divided by ~0
+        assert drop.min() > 1e6, drop.min()
+
+
 def test_save_and_load_round_trip(window_demos, tmp_path):
     reward = PerceptualReward("tcn", {"iterations": 20, "image_size": 32}, num_steps=3,
                               log_space=False).fit(window_demos[:3])
