@@ -113,7 +113,11 @@ def select_features(features: torch.Tensor, labels: torch.Tensor, num_steps: int
         raise ValueError(f"select_features: every step in [0, {num_steps}) needs frames; frames per step: "
                          f"{counts.tolist()}")
     x = features.double()
-    floor = torch.as_tensor(min_std, dtype=torch.float64).expand(x.shape[1])
+    floor = torch.as_tensor(min_std, dtype=torch.float64)
+    if floor.shape not in ((), (x.shape[1],)) or not bool((floor > 0).all()):
+        raise ValueError(f"select_features: min_std must be positive, one number or one per feature "
+                         f"[{x.shape[1]}], got shape {list(floor.shape)}")
+    floor = floor.expand(x.shape[1])
     n = min(int(top_n), x.shape[1])
     index, mean, inv_std = [], [], []
     for g in range(num_steps):

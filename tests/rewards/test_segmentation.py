@@ -75,3 +75,14 @@ def test_segment_rejects_bad_input():
         segment(torch.zeros(5, 2), 0)
     with pytest.raises(ValueError, match="every step"):
         select_features(torch.zeros(4, 2), torch.tensor([0, 0, 2, 2]), 3)
+    with pytest.raises(ValueError, match="min_std must be positive"):
+        select_features(torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]), 2, min_std=torch.ones(3))
+    with pytest.raises(ValueError, match="min_std must be positive"):
+        select_features(torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]), 2, min_std=0.0)
+
+
+def test_a_per_feature_std_floor_bounds_each_selected_gaussian():
+    x = torch.tensor([[0.0, 5.0], [0.0, 5.0], [1.0, 6.0], [1.0, 6.0]])  # constant within each step
+    labels = torch.tensor([0, 0, 1, 1])
+    _, _, inv_std = select_features(x, labels, 2, top_n=2, min_std=torch.tensor([0.5, 0.25]))
+    assert sorted(inv_std[0].tolist()) == [2.0, 4.0]
