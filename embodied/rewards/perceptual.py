@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from embodied import ops
 from embodied.rewards.composite import FrameRewardTerm, check_frames
 from embodied.rewards.features import FrameFeatures, make_backbone
-from embodied.rewards.segmentation import segment, select_features, step_labels
+from embodied.rewards.segmentation import MIN_STD, segment, select_features, step_labels
 
 _FORMAT = "embodied.perceptual_reward/1"
 
@@ -99,7 +99,7 @@ class PerceptualReward(FrameRewardTerm):
         z = [(f - center) / scale for f in feats]
         # a step's spread is at least the recording noise: identical demos (a deterministic expert,
         # fixed goals) would otherwise give Gaussians as sharp as the codec's rounding
-        noise = (self.features.min_scale / scale).clamp_min(1e-3)
+        noise = (self.features.min_scale / scale).clamp_min(MIN_STD)
         self.boundaries = [segment(f.cpu(), self.num_steps, min_frames) for f in z]
         labels = torch.cat([step_labels(b, len(f)) for b, f in zip(self.boundaries, z)])
         index, mean, inv_std = select_features(torch.cat(z).cpu(), labels, self.num_steps, self.alpha, self.top_n,

@@ -87,8 +87,12 @@ def step_labels(starts: Sequence[int], length: int) -> torch.Tensor:
     return labels
 
 
+#: the default floor of a step's std, in z units: bounds each feature's 1/std at 1000
+MIN_STD = 1e-3
+
+
 def select_features(features: torch.Tensor, labels: torch.Tensor, num_steps: int, alpha: float = 5.0,
-                    top_n: int = 32, min_std: float | torch.Tensor = 1e-3
+                    top_n: int = 32, min_std: float | torch.Tensor = MIN_STD
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per step g, the ``top_n`` features that best tell its frames from the others.
 
