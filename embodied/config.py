@@ -198,6 +198,11 @@ class PPOConfig:
     normalize_reward: bool = True
     clip_obs: float = 10.0
     clip_reward: float = 10.0
+    #: hold the observation statistics fixed during a rollout and merge them after it, with the
+    #: policy's first layers rescaled so the merge leaves its actions and values unchanged (false:
+    #: CleanRL's per-step merges, whose late drift can undo a solved task once the annealed
+    #: learning rate can no longer follow); the first rollout always merges per step
+    obs_norm_preserve: bool = True
     adam_eps: float = 1e-5
 
     def validate(self) -> None:

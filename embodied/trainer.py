@@ -205,6 +205,14 @@ class Trainer:
         self.policy.normalize(self.dist.all_gather(obs), update=True)  # every rank merges the same batch
         return self.policy.normalize(obs)
 
+    def _merge_rollout_obs(self, raw: torch.Tensor) -> None:
+        """Merge a rollout's raw observations ``[T, N, D]`` into the statistics (preserving the
+        policy) and renormalise the buffer's observations with them, so the update evaluates
+        the same actions and values the rollout sampled."""
+        flat = raw.reshape(-1, raw.shape[-1])
+        self.policy.merge_obs_stats(self.dist.all_gather(flat) if self.dist.enabled else flat)
+        self.buffer.obs.copy_(self.policy.normalize(flat).reshape(raw.shape))
+
     def _scale_rewards(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
         if self.reward_norm is None:
             return reward
@@ -229,8 +237,16 @@ class Trainer:
         frames: list[torch.Tensor | None] = []
         dones: list[torch.Tensor] = []
         stats: dict[str, float] = {"episodes": 0.0, "return_sum": 0.0, "success_sum": 0.0, "length_sum": 0.0}
+        # statistics fixed for the rollout, merged after it (the first rollout merges per step:
+        # a random network is meant to see normalised observations from its first update)
+        hold_stats = algo.obs_norm_preserve and self.policy.obs_stats_ready
+        raw_obs: list[torch.Tensor] = []
         for _ in range(algo.num_steps):
-            x = self._normalize_obs(obs.to(dev))
+            if hold_stats:
+                raw_obs.append(obs.to(dev))
+                x = self.policy.normalize(raw_obs[-1])
+            else:
+                x = self._normalize_obs(obs.to(dev))
             action, log_prob, value = self.policy.act(x, normalized=True)
             clipped = action.clamp(self.act_low, self.act_high).cpu()
             render = bool(self.frame_terms) and self.env_steps_taken % rcfg.frame_every == 0
@@ -270,6 +286,8 @@ class Trainer:
                 stats["success_sum"] += float(self.ever_success[done_cpu].sum())
                 self.ever_success &= ~done_cpu
             obs = result.observation
+        if hold_stats:
+            self._merge_rollout_obs(torch.stack(raw_obs))
         if per_rollout:
             self._score_rollout_frames(frames, values)
         self._hold_frame_terms(values)

@@ -14,6 +14,13 @@ _LOG_2PI = math.log(2 * math.pi)
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
+def _shift_scale(norm: RunningNormalizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(m, s)`` with the normaliser computing ``clip((x - m) / s)``, in float64."""
+    # copies: the statistics are float64 already, and the normaliser updates them in place
+    shift = norm.mean.to(torch.float64, copy=True) if norm.center else torch.zeros_like(norm.mean, dtype=torch.float64)
+    return shift, torch.sqrt(norm.var.double() + norm.eps)
+
+
 def _mlp(sizes: list[int], activation: str, orthogonal: bool, out_gain: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -65,6 +72,51 @@ class GaussianMLPPolicy(nn.Module):
         if self.obs_normalizer is None:
             return obs
         return self.obs_normalizer(obs, update=update).to(obs.dtype)
+
+    @property
+    def obs_stats_ready(self) -> bool:
+        """Whether the normaliser's statistics hold data (false before the first merge, and
+        when observations are not normalised)."""
+        return self.obs_normalizer is not None and float(self.obs_normalizer.count) >= 1.0
+
+    @torch.no_grad()
+    def merge_obs_stats(self, obs: torch.Tensor, preserve: bool = True) -> torch.Tensor:
+        """Merge raw observations ``[B, obs_dim]`` into the normaliser's statistics.
+
+        With ``preserve`` the first layers of actor and critic absorb the change, so the policy's
+        mean, std and value at every observation are what they were: the statistics precondition
+        learning but no longer move the policy by themselves. Without it a late drift of the
+        statistics changes a policy that an annealed learning rate can no longer correct (a PPO
+        run on door-close fell from 98% to 31% success in its last 30k steps, and its final
+        actor with the earlier statistics still succeeded every time). A feature is preserved
+        only where the old statistics normalised the whole batch inside the clip: elsewhere the
+        old function saturated and there is nothing exact to keep. Returns the ``[obs_dim]``
+        mask of preserved features.
+        """
+        self._check_obs(obs)
+        norm = self.obs_normalizer
+        if norm is None:
+            raise RuntimeError("merge_obs_stats: this policy does not normalise observations (normalize_obs=False)")
+        if obs.shape[0] < 1:
+            raise ValueError("merge_obs_stats: obs is empty; pass at least one observation")
+        if not torch.isfinite(obs).all():
+            raise ValueError("merge_obs_stats: obs contains NaN or inf; the env returned a broken observation")
+        ready = self.obs_stats_ready
+        old_shift, old_scale = _shift_scale(norm)
+        inside = ((obs.double() - old_shift).abs() <= norm.clip * old_scale).all(0)
+        norm(obs, update=True)
+        mask = inside if preserve and ready else torch.zeros_like(inside)
+        if mask.any():
+            new_shift, new_scale = _shift_scale(norm)
+            # W (x - m) / s + b == W' (x - m') / s' + b'  with  W' = W s'/s,  b' = b + W (m' - m) / s
+            ratio = torch.where(mask, new_scale / old_scale, 1.0)
+            moved = torch.where(mask, (new_shift - old_shift) / old_scale, 0.0)
+            for first in (self.actor[0], self.critic[0]):
+                assert isinstance(first, nn.Linear)
+                weight = first.weight.double()
+                first.bias.add_((weight @ moved).to(first.bias.dtype))
+                first.weight.copy_((weight * ratio).to(first.weight.dtype))
+        return mask
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
         """The action distribution at normalised observations ``obs``."""

@@ -93,3 +93,67 @@ def test_rollout_buffer_rejects_misuse():
     with pytest.raises(ValueError, match="num_minibatches"):
         next(buf.minibatches(3))
     assert sum(len(mb["obs"]) for mb in buf.minibatches(2)) == 4
+
+
+def _outputs(policy: GaussianMLPPolicy, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, _, value = policy.act(obs, deterministic=True)
+    return mean, value
+
+
+def test_merging_obs_stats_preserves_the_policy_and_changes_the_statistics():
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(5, 2)
+    policy.merge_obs_stats(torch.randn(256, 5) * 0.3 + 1.0)  # the first merge sets the scale
+    with torch.no_grad():  # a trained-looking network: every input matters
+        for layer in (policy.actor[0], policy.critic[0], policy.actor[-1]):
+            layer.weight.normal_()
+            layer.bias.normal_()
+    probe = torch.randn(64, 5) * 0.3 + 1.0
+    before = _outputs(policy, probe)
+    mean0 = policy.obs_normalizer.mean.clone()
+    # the state distribution shifts, as it does once a policy starts solving its task
+    mask = policy.merge_obs_stats(torch.randn(4096, 5) * 0.5 + 1.4)
+    assert mask.all()
+    assert (policy.obs_normalizer.mean - mean0).abs().min() > 0.1
+    after = _outputs(policy, probe)
+    for b, a in zip(before, after):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_merging_without_preserve_moves_the_policy():
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(5, 2)
+    policy.merge_obs_stats(torch.randn(256, 5) * 0.3 + 1.0)
+    with torch.no_grad():
+        policy.actor[-1].weight.normal_()
+    probe = torch.randn(64, 5) * 0.3 + 1.0
+    before = _outputs(policy, probe)[0]
+    policy.merge_obs_stats(torch.randn(4096, 5) * 0.5 + 1.4, preserve=False)
+    assert (_outputs(policy, probe)[0] - before).abs().max() > 0.1
+
+
+def test_the_first_merge_and_features_the_old_statistics_clipped_are_not_preserved():
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(3, 1)
+    first = torch.randn(128, 3)
+    first[:, 2] = 0.5  # a feature that has not moved yet (a closed door's angle)
+    assert not policy.merge_obs_stats(first).any()  # the random network adopts the first statistics
+    weight = policy.actor[0].weight.clone()
+    later = torch.randn(128, 3)
+    later[:, 2] = 0.5 + torch.rand(128)  # now it moves, far outside what the statistics knew
+    mask = policy.merge_obs_stats(later)
+    assert mask.tolist() == [True, True, False]
+    torch.testing.assert_close(policy.actor[0].weight[:, 2], weight[:, 2])
+    assert not torch.equal(policy.actor[0].weight[:, :2], weight[:, :2])
+
+
+def test_merge_obs_stats_rejects_bad_input():
+    policy = GaussianMLPPolicy(3, 1)
+    with pytest.raises(ValueError, match="NaN"):
+        policy.merge_obs_stats(torch.tensor([[0.0, float("nan"), 1.0]]))
+    with pytest.raises(ValueError, match=r"obs must be \[B, 3\]"):
+        policy.merge_obs_stats(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="empty"):
+        policy.merge_obs_stats(torch.zeros(0, 3))
+    with pytest.raises(RuntimeError, match="normalize_obs=False"):
+        GaussianMLPPolicy(3, 1, normalize_obs=False).merge_obs_stats(torch.zeros(4, 3))

@@ -249,3 +249,36 @@ def test_a_task_the_policy_cannot_drive_is_a_clear_error(fast_config, monkeypatc
     monkeypatch.setattr(sim, "make_env", image_obs_env)
     with pytest.raises(ValueError, match="needs flat observations"):
         Trainer(fast_config())
+
+
+@pytest.mark.parametrize("preserve", [True, False])
+def test_observation_statistics_move_the_policy_only_without_preserve(fast_config, preserve):
+    trainer = Trainer(fast_config(f"algo.obs_norm_preserve={str(preserve).lower()}"))
+    policy, buf = trainer.policy, trainer.buffer
+    try:
+        obs = trainer.env.reset(seed=0)
+        probe = None
+        for rollout in range(3):
+            buf.clear()
+            stats_before = policy.obs_normalizer.mean.clone()
+            if probe is not None:
+                before = policy.act(probe, deterministic=True)
+            obs, _ = trainer.collect(obs)
+            assert not torch.equal(policy.obs_normalizer.mean, stats_before)
+            # the update must start from the policy that sampled the rollout
+            T, N = buf.log_probs.shape
+            log_prob, _, value = policy.evaluate(buf.obs.reshape(T * N, -1), buf.actions.reshape(T * N, -1),
+                                                 normalized=True)
+            torch.testing.assert_close(log_prob.reshape(T, N), buf.log_probs, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(value.reshape(T, N), buf.values, atol=1e-4, rtol=1e-4)
+            if probe is not None:
+                after = policy.act(probe, deterministic=True)
+                moved = max(float((a - b).abs().max()) for a, b in zip(after, before))
+                assert (moved < 1e-4) == preserve, moved
+            if rollout == 0:  # stand in for training: a network whose every input matters
+                probe = obs.clone()
+                with torch.no_grad():
+                    for p in (*policy.actor.parameters(), *policy.critic.parameters()):
+                        p.normal_(0.0, 0.5)
+    finally:
+        trainer.close()
