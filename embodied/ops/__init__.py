@@ -259,5 +259,12 @@ class RunningNormalizer(torch.nn.Module):
                                  self.training if update is None else update,
                                  self.center, self.eps, self.clip)
 
+    def shift_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(m, s)``, new float64 tensors, such that ``forward`` returns ``clip((x - m) / s)``
+        with the current statistics."""
+        # copies: the statistics are float64 already, and an update changes them in place
+        shift = self.mean.to(torch.float64, copy=True) if self.center else torch.zeros_like(self.mean, dtype=torch.float64)
+        return shift, torch.sqrt(self.var.double() + self.eps)
+
     def extra_repr(self) -> str:
         return f"shape={tuple(self.mean.shape)}, center={self.center}, eps={self.eps}, clip={self.clip}"

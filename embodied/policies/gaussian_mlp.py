@@ -14,13 +14,6 @@ _LOG_2PI = math.log(2 * math.pi)
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
 
-def _shift_scale(norm: RunningNormalizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(m, s)`` with the normaliser computing ``clip((x - m) / s)``, in float64."""
-    # copies: the statistics are float64 already, and the normaliser updates them in place
-    shift = norm.mean.to(torch.float64, copy=True) if norm.center else torch.zeros_like(norm.mean, dtype=torch.float64)
-    return shift, torch.sqrt(norm.var.double() + norm.eps)
-
-
 def _mlp(sizes: list[int], activation: str, orthogonal: bool, out_gain: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -102,12 +95,12 @@ class GaussianMLPPolicy(nn.Module):
         if not torch.isfinite(obs).all():
             raise ValueError("merge_obs_stats: obs contains NaN or inf; the env returned a broken observation")
         ready = self.obs_stats_ready
-        old_shift, old_scale = _shift_scale(norm)
+        old_shift, old_scale = norm.shift_scale()
         inside = ((obs.double() - old_shift).abs() <= norm.clip * old_scale).all(0)
         norm(obs, update=True)
         mask = inside if preserve and ready else torch.zeros_like(inside)
         if mask.any():
-            new_shift, new_scale = _shift_scale(norm)
+            new_shift, new_scale = norm.shift_scale()
             # W (x - m) / s + b == W' (x - m') / s' + b'  with  W' = W s'/s,  b' = b + W (m' - m) / s
             ratio = torch.where(mask, new_scale / old_scale, 1.0)
             moved = torch.where(mask, (new_shift - old_shift) / old_scale, 0.0)

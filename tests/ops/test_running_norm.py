@@ -125,3 +125,15 @@ def test_many_threads_few_rows():
     torch.testing.assert_close(y, reference.running_normalize(x, *theirs, True, True, 1e-8, 10.0))
     for a, b in zip(mine, theirs):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_shift_scale_is_what_forward_divides_by_and_survives_updates(center):
+    norm = RunningNormalizer(3, center=center, clip=5.0)
+    norm(torch.randn(64, 3) * 2 + 1, update=True)
+    shift, scale = norm.shift_scale()
+    x = torch.randn(16, 3) * 3
+    torch.testing.assert_close(norm(x, update=False), ((x.double() - shift) / scale).clamp(-5, 5).float())
+    kept = shift.clone(), scale.clone()
+    norm(torch.randn(64, 3) + 4, update=True)
+    assert torch.equal(shift, kept[0]) and torch.equal(scale, kept[1])
