@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import open_clip
+import PIL
 import torch
 import torch.nn.functional as F
 
@@ -111,8 +112,8 @@ class CLIPImageEncoder:
         Resize ("shortest" side to the model's size then a centre crop with torchvision's
         rounding, "longest" side then centre pad/crop, or "squash"), bicubic with antialiasing
         as PIL resamples uint8 images: one pass per axis, each rounded and clipped to 8-bit
-        levels, in Pillow's order. Agrees with open_clip's PIL transform to 1-2 grey levels on a
-        few pixels; one joint 2-D pass would differ by up to ~25 levels on noisy frames, where
+        levels, in the installed Pillow's order. Agrees with open_clip's PIL transform to 1-2 grey
+        levels on a few pixels; one joint 2-D pass would differ by up to ~25 levels on noisy frames, where
         bicubic overshoot is clipped between the passes. Then ``(x / 255 - mean) / std``.
         On the CPU the passes run on uint8 (torch's PIL-like kernel, 2-8x faster than float);
         elsewhere in float32, rounded after each pass.
@@ -123,10 +124,7 @@ class CLIPImageEncoder:
             x = x.float()
         h, w = x.shape[-2:]
         new_h, new_w = _resized_size(h, w, self.image_size, self.resize_mode)
-        # Pillow 13 resamples vertically first when the height shrinks by more than twice as
-        # many pixels as the width (found by comparing both orders with it); older Pillow and
-        # torchvision's uint8 kernel always go horizontal first: the two differ only there.
-        if new_h < h and 2 * (w - new_w) < h - new_h:
+        if _pillow_resamples_vertically_first(h, w, new_h, new_w):
             x = self._resample(self._resample(x, (new_h, w)), (new_h, new_w))
         else:
             x = self._resample(self._resample(x, (h, new_w)), (new_h, new_w))
@@ -304,6 +302,18 @@ def _pair(size: Any) -> tuple[int, int]:
 def _channels(values: Any, device: torch.device) -> torch.Tensor:
     v = [float(values)] * 3 if isinstance(values, (int, float)) else [float(x) for x in values]
     return torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+
+def _pillow_major() -> int:
+    return int(PIL.__version__.split(".")[0])
+
+
+def _pillow_resamples_vertically_first(h: int, w: int, new_h: int, new_w: int) -> bool:
+    """The order of the installed Pillow's two resampling passes, which open_clip's transform
+    follows. Pillow 13 goes vertical first when the height shrinks by more than twice as many
+    pixels as the width; Pillow 12 and older always go horizontal first (both found by comparing
+    both orders with each). The orders differ by up to ~25 grey levels on noisy frames."""
+    return _pillow_major() >= 13 and new_h < h and 2 * (w - new_w) < h - new_h
 
 
 def _resized_size(h: int, w: int, target: tuple[int, int], mode: str) -> tuple[int, int]:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+import embodied.rewards.clip as clip_module
 from embodied.rewards.clip import CLIPImageEncoder, CLIPReward
 
 TINY = "embodied-tiny-clip"
@@ -112,6 +113,21 @@ def test_preprocess_matches_open_clip_transform(reward, monkeypatch, image_size,
         grey_levels = ((got - want) / reward.encoder._scale).abs()
         assert grey_levels.max() <= 2.01, (h, w, grey_levels.max())
         assert (grey_levels > 0.5).float().mean() < 0.05
+
+
+@pytest.mark.parametrize("major, h, w, new_h, new_w, vertical_first", [
+    (13, 100, 37, 86, 32, True),     # the height shrinks by more than twice the width's pixels
+    (13, 300, 200, 100, 150, True),
+    (13, 37, 100, 32, 86, False),
+    (13, 64, 48, 42, 32, False),
+    (13, 20, 20, 32, 32, False),     # upsampled
+    (12, 100, 37, 86, 32, False),    # Pillow 12 and older: always horizontal first
+    (11, 300, 200, 100, 150, False),
+])
+def test_resampling_order_follows_the_installed_pillow(monkeypatch, major, h, w, new_h, new_w, vertical_first):
+    # the comparison above runs with the installed Pillow only; this pins the other versions' order
+    monkeypatch.setattr(clip_module, "_pillow_major", lambda: major)
+    assert clip_module._pillow_resamples_vertically_first(h, w, new_h, new_w) is vertical_first
 
 
 def test_alpha_zero_is_one_minus_half_squared_distance_to_goal(reward):
