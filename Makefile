@@ -18,7 +18,7 @@ $(STAMP): $(SOURCES)
 	$(BIN)/python -m pip install --quiet "torch==2.14.1" "setuptools>=70" wheel ninja pybind11 numpy
 	# No build isolation: the extension builds against the torch installed just above.
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[dev]"
-	$(BIN)/python -c "import embodied.ops as o; print('embodied._C backends:', ', '.join(o.backends()))"
+	$(BIN)/python -m embodied.ops.buildcheck
 	touch $(STAMP)
 
 # The default training launch: PPO on Meta-World reach, offline, on the CPU (about 7 minutes
