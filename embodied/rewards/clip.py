@@ -113,8 +113,9 @@ class CLIPImageEncoder:
         rounding, "longest" side then centre pad/crop, or "squash"), bicubic with antialiasing
         as PIL resamples uint8 images: one pass per axis, each rounded and clipped to 8-bit
         levels, in the installed Pillow's order. Agrees with open_clip's PIL transform to 1-2 grey
-        levels on a few pixels; one joint 2-D pass would differ by up to ~25 levels on noisy frames, where
-        bicubic overshoot is clipped between the passes. Then ``(x / 255 - mean) / std``.
+        levels on a few pixels; one joint 2-D pass would differ by up to ~25 levels on noisy
+        frames, where bicubic overshoot is clipped between the passes. Then
+        ``(x / 255 - mean) / std``.
         On the CPU the passes run on uint8 (torch's PIL-like kernel, 2-8x faster than float);
         elsewhere in float32, rounded after each pass.
         """
