@@ -24,6 +24,8 @@ from embodied.rewards.composite import FrameRewardTerm, RewardModelUnavailable, 
 
 _AUTOCAST: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 _SCHEMAS = ("hf-hub:", "local-dir:")
+#: the installed Pillow, whose resampling order open_clip's PIL transform follows
+_PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
 
 
 class CLIPImageEncoder:
@@ -305,16 +307,12 @@ def _channels(values: Any, device: torch.device) -> torch.Tensor:
     return torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
 
-def _pillow_major() -> int:
-    return int(PIL.__version__.split(".")[0])
-
-
 def _pillow_resamples_vertically_first(h: int, w: int, new_h: int, new_w: int) -> bool:
     """The order of the installed Pillow's two resampling passes, which open_clip's transform
     follows. Pillow 13 goes vertical first when the height shrinks by more than twice as many
     pixels as the width; Pillow 12 and older always go horizontal first (both found by comparing
     both orders with each). The orders differ by up to ~25 grey levels on noisy frames."""
-    return _pillow_major() >= 13 and new_h < h and 2 * (w - new_w) < h - new_h
+    return _PILLOW_MAJOR >= 13 and new_h < h and 2 * (w - new_w) < h - new_h
 
 
 def _resized_size(h: int, w: int, target: tuple[int, int], mode: str) -> tuple[int, int]:

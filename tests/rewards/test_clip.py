@@ -126,7 +126,7 @@ def test_preprocess_matches_open_clip_transform(reward, monkeypatch, image_size,
 ])
 def test_resampling_order_follows_the_installed_pillow(monkeypatch, major, h, w, new_h, new_w, vertical_first):
     # the comparison above runs with the installed Pillow only; this pins the other versions' order
-    monkeypatch.setattr(clip_module, "_pillow_major", lambda: major)
+    monkeypatch.setattr(clip_module, "_PILLOW_MAJOR", major)
     assert clip_module._pillow_resamples_vertically_first(h, w, new_h, new_w) is vertical_first
 
 
