@@ -204,8 +204,19 @@ class PPOConfig:
     #: learning rate can no longer follow); the first rollout always merges per step
     obs_norm_preserve: bool = True
     adam_eps: float = 1e-5
+    #: exploration noise's colour: 0 samples each step independently (CleanRL); > 0 correlates
+    #: an env's noise over the episode with spectrum 1/f^beta (0.5 as Hollenstein et al. 2024
+    #: for PPO, 1 pink noise as Eberhard et al. 2023), for tasks whose goal lies far from where
+    #: jittering around the initial policy's path would take the arm
+    noise_beta: float = 0.0
+    #: steps per noise sequence (its longest correlation); null: the env's episode length
+    noise_period: Optional[int] = None
 
     def validate(self) -> None:
+        _check(math.isfinite(self.noise_beta) and 0.0 <= self.noise_beta <= 2.0, "algo.noise_beta",
+               f"must be in [0, 2] (0 white, 0.5 Hollenstein et al.'s PPO choice, 1 pink), got {self.noise_beta}")
+        _check(self.noise_period is None or self.noise_period >= 2, "algo.noise_period",
+               f"must be >= 2 steps or null (the episode length), got {self.noise_period}")
         for key in ("num_envs", "num_steps", "num_minibatches", "update_epochs"):
             _check(getattr(self, key) >= 1, f"algo.{key}", f"must be >= 1, got {getattr(self, key)}")
         for key in ("gamma", "gae_lambda"):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embodied.algos.action_noise import ActionNoise
 from embodied.algos.ppo import PPO
 from embodied.checkpoint import BEST, best_eval, load_checkpoint, restore_optimizer, save_checkpoint
 from embodied.config import GaussianMLPConfig, PPOConfig, TrainConfig, to_dict
@@ -134,6 +135,11 @@ class Trainer:
         # per-env state across rollouts: discounted return (reward scaling), success so far
         self.disc_return = torch.zeros(algo.num_envs, device=self.device)
         self.ever_success = torch.zeros(algo.num_envs, dtype=torch.bool)
+        # coloured exploration noise (white: the policy's own independent draws); a resumed run
+        # starts fresh sequences, as its envs start fresh episodes
+        self.action_noise = (ActionNoise(algo.noise_beta, algo.num_envs, self.act_dim,
+                                         algo.noise_period or self.env.max_episode_steps, self.generator, self.device)
+                             if algo.noise_beta > 0 else None)
         if config.resume:
             self._restore(config.resume)
         self.dist.broadcast_module(self.policy)
@@ -247,7 +253,8 @@ class Trainer:
                 x = self.policy.normalize(raw_obs[-1])
             else:
                 x = self._normalize_obs(obs.to(dev))
-            action, log_prob, value = self.policy.act(x, normalized=True)
+            noise = self.action_noise.sample() if self.action_noise is not None else None
+            action, log_prob, value = self.policy.act(x, normalized=True, noise=noise)
             clipped = action.clamp(self.act_low, self.act_high).cpu()
             render = bool(self.frame_terms) and self.env_steps_taken % rcfg.frame_every == 0
             result = env.step(clipped, render=render)
@@ -271,6 +278,8 @@ class Trainer:
             terminated, truncated = result.terminated.to(dev), result.truncated.to(dev)
             done = terminated | truncated
             dones.append(done)
+            if self.action_noise is not None:
+                self.action_noise.episodes_ended(done)
             final_values = None
             if truncated.any():
                 with torch.no_grad():

@@ -134,12 +134,21 @@ class GaussianMLPPolicy(nn.Module):
         return self.normalize(obs)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False,
-            normalized: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Observations -> (action, log_prob, value); the mean action when deterministic."""
+    def act(self, obs: torch.Tensor, deterministic: bool = False, normalized: bool = False,
+            noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Observations -> (action, log_prob, value); the mean action when deterministic.
+
+        ``noise`` ``[B, act_dim]``: the standard-normal draw to use (time-correlated exploration,
+        ``embodied.algos.action_noise``) instead of a fresh independent one.
+        """
         x = self._input(obs, normalized)
         mean = self.actor(x)
-        action = mean if deterministic else mean + torch.randn_like(mean) * self.log_std.exp()
+        if noise is None:
+            noise = torch.randn_like(mean)
+        elif noise.shape != mean.shape or not noise.is_floating_point():
+            raise ValueError(f"noise must be a float tensor shaped like the actions {list(mean.shape)}, "
+                             f"got {noise.dtype} {list(noise.shape)}")
+        action = mean if deterministic else mean + noise.to(mean.dtype) * self.log_std.exp()
         return action, self._log_prob(mean, action), self.critic(x).squeeze(-1)
 
     def value(self, obs: torch.Tensor, normalized: bool = False) -> torch.Tensor:

@@ -80,6 +80,8 @@ def test_overrides_are_typed():
     ("algo.num_envs=many", "num_envs"),                 # wrong type
     ("algo.gamma=1.5", r"algo.gamma: must be in \[0, 1\]"),
     ("algo.num_minibatches=3", "must divide the batch"),
+    ("algo.noise_beta=-0.5", r"algo.noise_beta: must be in \[0, 2\]"),
+    ("algo.noise_period=1", "algo.noise_period"),
     ("+reward.weights.vlm=1.0", "unknown reward term"),
     ("reward.normalize=[success]", "reward.normalize"),
     ("reward.score_at=episode", "reward.score_at"),

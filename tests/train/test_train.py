@@ -200,9 +200,10 @@ def test_resuming_a_finished_run_reports_its_evaluation(tmp_path, fast_config):
     assert proc.returncode == 2 and "is a checkpoint; pass its run directory" in proc.stderr
 
 
-def test_ppo_learns_to_reach_the_point(fast_config):
+@pytest.mark.parametrize("noise_beta", [0.0, 0.5])
+def test_ppo_learns_to_reach_the_point(fast_config, noise_beta):
     cfg = fast_config("total_steps=16384", "eval.every_steps=0", "eval.episodes=10", "eval.num_envs=5",
-                      "eval.video=false", "algo.update_epochs=5")
+                      "eval.video=false", "algo.update_epochs=5", f"algo.noise_beta={noise_beta}")
     env = sim.make_env("toy/point", num_envs=5, seed=cfg.seed + 1_000_003)
     untrained = evaluate(GaussianMLPPolicy(2, 1), env, 10, seed=cfg.seed + 1_000_003)
     env.close()
@@ -280,5 +281,25 @@ def test_observation_statistics_move_the_policy_only_without_preserve(fast_confi
                 with torch.no_grad():
                     for p in (*policy.actor.parameters(), *policy.critic.parameters()):
                         p.normal_(0.0, 0.5)
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_coloured_exploration_noise_correlates_a_rollouts_actions(fast_config, beta):
+    trainer = Trainer(fast_config(f"algo.noise_beta={beta}"))
+    try:
+        trainer.collect(trainer.env.reset(seed=0))
+        buf, policy = trainer.buffer, trainer.policy
+        T, N = buf.log_probs.shape
+        with torch.no_grad():
+            mean = policy.actor(buf.obs.reshape(T * N, -1)).reshape(T, N, -1)
+            eps = (buf.actions - mean) / policy.log_std.exp()
+        lag1 = float(torch.corrcoef(torch.stack([eps[:-1].flatten(), eps[1:].flatten()]))[0, 1])
+        assert (lag1 > 0.4) if beta else (abs(lag1) < 0.15), lag1
+        assert float(eps.var()) == pytest.approx(1.0, rel=0.35)
+        # the update's log-probabilities are those the rollout recorded
+        log_prob, _, _ = policy.evaluate(buf.obs.reshape(T * N, -1), buf.actions.reshape(T * N, -1), normalized=True)
+        torch.testing.assert_close(log_prob.reshape(T, N), buf.log_probs, atol=1e-4, rtol=1e-4)
     finally:
         trainer.close()
