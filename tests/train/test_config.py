@@ -39,7 +39,7 @@ def test_every_task_config_names_a_registered_task(option):
 
 
 @pytest.mark.parametrize(("option", "azimuth"), [("metaworld_plate_slide", 180.0), ("metaworld_plate_slide_back", 180.0),
-                                                 ("metaworld_reach_wall", 180.0),
+                                                 ("metaworld_reach_wall", 180.0), ("metaworld_drawer_open", 180.0),
                                                  ("metaworld_window_close", -90.0)])
 def test_task_configs_with_their_own_view_render_from_it(option, azimuth):
     task = compose_config([f"task={option}", "task.render_size=[32,32]"]).task
