@@ -11,6 +11,11 @@
 - ``roc_auc``: how often a goal frame gets a higher reward than a non-goal frame (ties count 1/2);
 - ``episode_pearson``: the correlation of an episode's mean reward with its success (success at
   any step, Meta-World's convention);
+- ``path_dip``: the deepest valley on the scripted expert's way to the goal (``path_dip``), in
+  units of the reward's standard deviation over all steps. Pearson and AUC only compare goal with
+  non-goal frames; a reward can score both well and still fall between two stages of the task
+  (the hand at a drawer's handle scored above the half-open drawer), which stops PPO at the
+  first stage. 0 for a reward that never falls on the way;
 
 and ``plot_reward_over_time`` draws each term's reward against the step for successful and failed
 episodes. ``embodied-reward-eval`` (``embodied.reward_eval``) runs all three from the command line.
@@ -40,6 +45,8 @@ EXPERT_SOURCES = ("expert", "noisy_expert")
 TOTAL = "total"
 #: the report's per-source mean reward is also given over each episode's last this many steps
 SOURCE_TAIL = 50
+#: ``path_dip`` smooths the reward over this many steps: a one-frame flicker is not a valley
+DIP_WINDOW = 5
 
 #: a policy for ``num_envs`` envs: observations ``[N, *obs_shape]`` -> actions ``[N, *action_shape]``
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -262,6 +269,27 @@ def pearson(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float]) ->
     return float(np.clip(float(a @ b) / math.sqrt(float(a @ a) * float(b @ b)), -1.0, 1.0))
 
 
+def path_dip(rewards: np.ndarray | Sequence[float], success: np.ndarray | Sequence[bool],
+             window: int = DIP_WINDOW) -> float:
+    """How far a reward falls on an episode's way to the goal: the largest drop of its ``window``-step
+    moving average below the running maximum, over the steps up to the first successful one.
+
+    0 where the reward never falls before the goal; NaN for an episode that never succeeds.
+    """
+    r = np.asarray(rewards, dtype=np.float64).ravel()
+    ok = np.asarray(success, dtype=bool).ravel()
+    if r.shape != ok.shape:
+        raise ValueError(f"path_dip: {r.size} rewards but {ok.size} success flags")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"path_dip: window must be a positive int, got {window!r}")
+    if not ok.any():
+        return math.nan
+    path = r[: int(ok.argmax()) + 1]
+    if path.size >= window:
+        path = np.convolve(path, np.full(window, 1.0 / window), mode="valid")
+    return float((np.maximum.accumulate(path) - path).max())
+
+
 def roc_auc(scores: np.ndarray | Sequence[float], labels: np.ndarray | Sequence[bool]) -> float:
     """Area under the ROC curve of ``scores`` separating ``labels`` True from False.
 
@@ -299,6 +327,9 @@ class TermEvaluation:
     #: mean reward of goal and of non-goal steps
     mean_goal: float
     mean_non_goal: float
+    #: mean ``path_dip`` of the scripted expert's successful episodes over the reward's standard
+    #: deviation (all steps); NaN without such an episode or for a constant reward
+    path_dip: float = math.nan
     #: per-episode rewards ``[T_e]`` (float64), in the order of the episodes
     rewards: list[np.ndarray] = field(default_factory=list, repr=False)
 
@@ -352,18 +383,19 @@ class RewardEvaluation:
         return out
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per term: term, weight, pearson, roc_auc, episode_pearson, goal_fraction."""
+        """One row per term: term, weight, pearson, roc_auc, episode_pearson, path_dip, goal_fraction."""
         return [{"term": t.name, "weight": t.weight, "pearson": t.pearson, "roc_auc": t.roc_auc,
-                 "episode_pearson": t.episode_pearson, "goal_fraction": self.goal_fraction} for t in self.terms]
+                 "episode_pearson": t.episode_pearson, "path_dip": t.path_dip, "goal_fraction": self.goal_fraction}
+                for t in self.terms]
 
     def format_table(self) -> str:
         """The term table and the per-source counts as aligned text."""
         def num(x: float | None, spec: str = ".3f") -> str:
             return "-" if x is None else "nan" if math.isnan(x) else format(x, spec)
 
-        terms = [["term", "weight", "pearson", "roc_auc", "episode_pearson", "goal_frac"]]
+        terms = [["term", "weight", "pearson", "roc_auc", "episode_pearson", "path_dip", "goal_frac"]]
         terms += [[r["term"], num(r["weight"], ".2f"), num(r["pearson"]), num(r["roc_auc"]),
-                   num(r["episode_pearson"]), num(r["goal_fraction"])] for r in self.table()]
+                   num(r["episode_pearson"]), num(r["path_dip"]), num(r["goal_fraction"])] for r in self.table()]
         sources = [["source", "episodes", "steps", "success", "goal_frac"]]
         sources += [[name, str(s.episodes), str(s.steps), f"{s.success_rate:.0%}", num(s.goal_steps / s.steps)]
                     for name, s in self.sources.items()]
@@ -381,7 +413,8 @@ class RewardEvaluation:
             return None if isinstance(x, float) and math.isnan(x) else x
 
         terms = [{"term": t.name, "weight": t.weight, "pearson": clean(t.pearson), "roc_auc": clean(t.roc_auc),
-                  "episode_pearson": clean(t.episode_pearson), "mean_goal": clean(t.mean_goal),
+                  "episode_pearson": clean(t.episode_pearson), "path_dip": clean(t.path_dip),
+                  "mean_goal": clean(t.mean_goal),
                   "mean_non_goal": clean(t.mean_non_goal)} for t in self.terms]
         whole, tail = self.source_rewards(), self.source_rewards(last=SOURCE_TAIL)
         episodes = [{"source": src, "success": ok, "length": int(self.terms[0].rewards[i].size),
@@ -460,6 +493,9 @@ def evaluate_reward(reward: CompositeReward | RewardTerm, episodes: LabelledEpis
                      "add episodes of a source that succeeds (expert) and of one that fails (random)")
     if ep_success.min() == ep_success.max():
         notes.append(f"every episode {'succeeded' if ep_success[0] else 'failed'}: episode_pearson is undefined (NaN)")
+    expert_paths = [i for i, e in enumerate(eps) if e.source == "expert" and e.episode_success]
+    if not expert_paths and any(e.source == "expert" for e in eps):
+        notes.append("the scripted expert never succeeded: path_dip is undefined (NaN)")
     terms = []
     for n, weight in rows:
         r = values[n].numpy()
@@ -468,10 +504,13 @@ def evaluate_reward(reward: CompositeReward | RewardTerm, episodes: LabelledEpis
         if math.isnan(corr) and 0 < goal_steps < labels.size:
             notes.append(f"reward {n!r} is constant over all steps: its pearson is undefined (NaN)")
         ep_means = np.array([p.mean() for p in per_episode])
+        spread = float(r.std())
+        dip = (float(np.mean([path_dip(per_episode[i], eps[i].success.numpy()) for i in expert_paths])) / spread
+               if expert_paths and spread > 0 else math.nan)
         terms.append(TermEvaluation(
             n, weight, corr, roc_auc(r, labels), pearson(ep_means, ep_success),
             float(r[labels].mean()) if goal_steps else math.nan,
-            float(r[~labels].mean()) if goal_steps < labels.size else math.nan, per_episode))
+            float(r[~labels].mean()) if goal_steps < labels.size else math.nan, dip, per_episode))
     sources = {}
     for src in episodes.sources():
         chosen = [e for e in eps if e.source == src]
@@ -537,4 +576,4 @@ def plot_reward_over_time(result: RewardEvaluation, path: str | Path, title: str
 
 __all__ = ["EXPERT_SOURCES", "SOURCES", "SOURCE_TAIL", "TOTAL", "Episode", "LabelledEpisodes", "RewardEvaluation", "SourceStats",
            "TermEvaluation", "collect_labelled_episodes", "evaluate_reward", "pearson", "plot_reward_over_time",
-           "roc_auc", "validate_sources"]
+           "path_dip", "roc_auc", "validate_sources"]

@@ -14,7 +14,7 @@ import sim
 from embodied.reward_eval import main
 from embodied.rewards import CompositeReward, FrameRewardTerm, SuccessReward
 from embodied.rewards.evaluate import (LabelledEpisodes, collect_labelled_episodes, evaluate_reward, pearson,
-                                       plot_reward_over_time, roc_auc)
+                                       path_dip, plot_reward_over_time, roc_auc)
 from sim.experts import has_expert
 
 
@@ -236,3 +236,47 @@ def test_cli_plays_a_trained_policy_on_its_task(point_run, tmp_path):
 def test_cli_rejects_a_policy_of_another_task(point_run, tmp_path, capsys):
     assert main([f"policy={point_run}", "task=metaworld_reach", "episodes.policy=2", f"out={tmp_path}/x"]) == 2
     assert "was trained on toy/point, not metaworld/reach" in capsys.readouterr().err
+
+
+def test_path_dip_measures_the_deepest_fall_before_the_first_success():
+    success = np.zeros(40, bool)
+    success[30:] = True
+    climb = np.linspace(0.0, 1.0, 40)
+    assert path_dip(climb, success) == 0.0
+    valley = climb.copy()
+    valley[10:20] -= 0.5  # falls half a unit for 10 steps, then climbs on
+    assert path_dip(valley, success, window=1) == pytest.approx(valley[9] - valley[10])
+    assert 0.0 < path_dip(valley, success) < path_dip(valley, success, window=1)  # smoothing, not erasing
+    late = climb.copy()
+    late[35:] = -5.0  # after the first success: not on the way
+    assert path_dip(late, success) == 0.0
+    assert math.isnan(path_dip(climb, np.zeros(40, bool)))
+    with pytest.raises(ValueError, match="40 rewards but 39"):
+        path_dip(climb, success[:39])
+    with pytest.raises(ValueError, match="window must be a positive int"):
+        path_dip(climb, success, window=0)
+
+
+def test_path_dip_of_a_term_is_over_the_experts_successful_episodes(point_episodes):
+    """A reward that falls on the way to the goal gets a larger path_dip than one that climbs to it."""
+    as_expert = LabelledEpisodes([dataclasses.replace(e, source="expert") if e.source == "policy" else e
+                                  for e in point_episodes.episodes])
+
+    class Steps(FrameRewardTerm):
+        """A reward of how many frames this episode's point has been seen: a valley halfway."""
+
+        def __init__(self, valley):
+            self.valley = valley
+
+        def score(self, frames):
+            t = torch.arange(len(frames), dtype=torch.float32) % 50
+            return t - self.valley * ((t >= 5) & (t < 10)).float()
+
+    smooth = evaluate_reward(Steps(0.0), as_expert, batch_size=50).terms[0]
+    valley = evaluate_reward(Steps(20.0), as_expert, batch_size=50).terms[0]
+    assert smooth.path_dip == 0.0 and valley.path_dip > 0.1
+    experts = [i for i, e in enumerate(as_expert.episodes) if e.source == "expert"]
+    expected = np.mean([path_dip(valley.rewards[i], as_expert.episodes[i].success.numpy()) for i in experts])
+    assert valley.path_dip == pytest.approx(expected / np.concatenate(valley.rewards).std())
+    assert math.isnan(evaluate_reward(Steps(20.0), point_episodes, batch_size=50).terms[0].path_dip)
+    assert "path_dip" in evaluate_reward(Steps(20.0), as_expert).format_table()
