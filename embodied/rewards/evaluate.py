@@ -282,6 +282,8 @@ def path_dip(rewards: np.ndarray | Sequence[float], success: np.ndarray | Sequen
         raise ValueError(f"path_dip: {r.size} rewards but {ok.size} success flags")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"path_dip: window must be a positive int, got {window!r}")
+    if not np.isfinite(r).all():
+        raise ValueError("path_dip: the rewards contain NaN or inf; a reward model must return finite values")
     if not ok.any():
         return math.nan
     path = r[: int(ok.argmax()) + 1]

@@ -255,6 +255,8 @@ def test_path_dip_measures_the_deepest_fall_before_the_first_success():
         path_dip(climb, success[:39])
     with pytest.raises(ValueError, match="window must be a positive int"):
         path_dip(climb, success, window=0)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        path_dip(np.where(np.arange(40) == 3, np.nan, climb), success)
 
 
 def test_path_dip_of_a_term_is_over_the_experts_successful_episodes(point_episodes):
