@@ -265,7 +265,8 @@ def test_path_dip_of_a_term_is_over_the_experts_successful_episodes(point_episod
                                   for e in point_episodes.episodes])
 
     class Steps(FrameRewardTerm):
-        """A reward of how many frames this episode's point has been seen: a valley halfway."""
+        """The step within a 50-step toy/point episode (a batch of 50 holds one episode), minus
+        ``valley`` over steps 5-9: a fall on the way to the target."""
 
         def __init__(self, valley):
             self.valley = valley
