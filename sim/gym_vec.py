@@ -182,6 +182,22 @@ def _model_key(model: Any) -> str:
     return f"{model.nq}-{model.nv}-{model.nbody}-{model.ngeom}-{h.hexdigest()}"
 
 
+@dataclass(frozen=True)
+class _RenderSpec:
+    """How the renderer pools of a vector draw its envs (sent to the workers)."""
+
+    camera: "Camera | Mapping[str, Any] | None" = None
+    scene_flags: "SceneFlags | None" = None
+    hide_bodies: tuple[str, ...] = ()
+    show_bodies: tuple[str, ...] = ()
+
+
+def _names(value: Sequence[str], what: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{what} must be a list of body names, got {value!r}")
+    return tuple(value)
+
+
 def _camera_for(camera: "Camera | Mapping[str, Any] | None", unwrapped: Any) -> "Camera":
     """``camera`` as a ``Camera`` (a mapping gives its fields), or the env's own default view.
 
@@ -232,11 +248,10 @@ class _EnvSlice:
     """
 
     def __init__(self, env_fns: Sequence[EnvFactory], ids: range, render_size: tuple[int, int],
-                 camera: "Camera | Mapping[str, Any] | None", scene_flags: "SceneFlags | None") -> None:
+                 spec: _RenderSpec) -> None:
         self.ids = ids
         self.render_size = render_size
-        self.camera = camera
-        self.scene_flags = scene_flags
+        self.spec = spec
         self.envs: list[gymnasium.Env[Any, Any]] = []
         self.bufs: _Buffers | None = None
         self._pools: dict[str, RendererPool] = {}
@@ -371,9 +386,11 @@ class _EnvSlice:
         if key not in self._pools:
             from sim.mujoco.render import RendererPool
 
-            kwargs: dict[str, Any] = {"camera": _camera_for(self.camera, unwrapped)}
-            if self.scene_flags is not None:
-                kwargs["flags"] = self.scene_flags
+            spec = self.spec
+            kwargs: dict[str, Any] = {"camera": _camera_for(spec.camera, unwrapped),
+                                      "hide_bodies": spec.hide_bodies, "show_bodies": spec.show_bodies}
+            if spec.scene_flags is not None:
+                kwargs["flags"] = spec.scene_flags
             self._pools[key] = RendererPool(unwrapped.model, self.render_size[0], self.render_size[1], **kwargs)
         return self._pools[key]
 
@@ -396,13 +413,13 @@ class _EnvSlice:
 
 
 def _worker_main(conn: Connection, env_fns: Sequence[EnvFactory], ids: range, render_size: tuple[int, int],
-                 camera: "Camera | Mapping[str, Any] | None", scene_flags: "SceneFlags | None") -> None:
+                 spec: _RenderSpec) -> None:
     """Worker process: owns envs ``ids``; serves commands until ``close`` or the parent goes away."""
     torch.set_num_threads(1)
     shm: _SharedBlock | None = None
     envs: _EnvSlice | None = None
     try:
-        envs = _EnvSlice(env_fns, ids, render_size, camera, scene_flags)
+        envs = _EnvSlice(env_fns, ids, render_size, spec)
         conn.send(("ok", envs.meta()))
         while True:
             cmd, arg = conn.recv()
@@ -468,7 +485,9 @@ class GymVecEnv(VecEnv):
     ``if __name__ == "__main__":`` guard.
 
     ``camera`` (a ``Camera`` or a mapping of its fields) and ``scene_flags`` configure the
-    renderer pools of MuJoCo envs (default: the env's own default view, the pool's flags).
+    renderer pools of MuJoCo envs (default: the env's own default view, the pool's flags);
+    ``hide_bodies`` / ``show_bodies`` leave geoms out of the frames (``RendererPool``'s
+    arguments of those names).
     """
 
     def __init__(
@@ -483,6 +502,8 @@ class GymVecEnv(VecEnv):
         camera: "Camera | Mapping[str, Any] | None" = None,
         scene_flags: "SceneFlags | None" = None,
         start_method: str = "forkserver",
+        hide_bodies: Sequence[str] = (),
+        show_bodies: Sequence[str] = (),
     ) -> None:
         fns = list(env_fns) if isinstance(env_fns, (list, tuple)) else None
         if not fns or not all(callable(f) for f in fns):
@@ -505,7 +526,9 @@ class GymVecEnv(VecEnv):
         self._shm: _SharedBlock | None = None
         self._closed = False
         try:
-            metas = self._start(fns, workers, camera, scene_flags, start_method)
+            spec = _RenderSpec(camera, scene_flags, _names(hide_bodies, "hide_bodies"),
+                               _names(show_bodies, "show_bodies"))
+            metas = self._start(fns, workers, spec, start_method)
             self._set_specs(metas)
         except BaseException:
             self.close()
@@ -522,14 +545,14 @@ class GymVecEnv(VecEnv):
             raise ValueError(f"{what} must be one str or one str per env factory ({n_fns}), got {value!r}")
         return [values[i % len(values)] for i in range(self.num_envs)]
 
-    def _start(self, fns: list[EnvFactory], workers: int | None, camera: "Camera | Mapping[str, Any] | None",
-               scene_flags: "SceneFlags | None", start_method: str) -> list[_EnvMeta]:
+    def _start(self, fns: list[EnvFactory], workers: int | None, spec: _RenderSpec,
+               start_method: str) -> list[_EnvMeta]:
         """Builds the envs (here or in workers) and their buffers; returns each env's metadata."""
         if workers is None:
-            workers = self._auto_workers(fns, camera, scene_flags)
+            workers = self._auto_workers(fns, spec)
         workers = min(int(workers), self.num_envs)
         if workers == 0:
-            self._local = _EnvSlice(fns, range(self.num_envs), self.render_size, camera, scene_flags)
+            self._local = _EnvSlice(fns, range(self.num_envs), self.render_size, spec)
             metas = self._local.meta()
             self._local.bufs = self._allocate(metas)
             return metas
@@ -543,7 +566,7 @@ class GymVecEnv(VecEnv):
             self._slices.append(ids)
             parent, child = ctx.Pipe()
             proc = ctx.Process(
-                target=_worker_main, args=(child, fns, ids, self.render_size, camera, scene_flags),
+                target=_worker_main, args=(child, fns, ids, self.render_size, spec),
                 name=f"GymVecEnv-worker-{len(self._procs)}", daemon=True,
             )
             try:
@@ -586,8 +609,7 @@ class GymVecEnv(VecEnv):
             self._shm.unlink()
         return self._bufs
 
-    def _auto_workers(self, fns: list[EnvFactory], camera: "Camera | Mapping[str, Any] | None",
-                      scene_flags: "SceneFlags | None") -> int:
+    def _auto_workers(self, fns: list[EnvFactory], spec: _RenderSpec) -> int:
         """One worker per usable core when a vector step computes for long enough, else 0.
 
         Times 30 steps of a throwaway env of the first factory (for Meta-World ~0.2 s, for
@@ -596,7 +618,7 @@ class GymVecEnv(VecEnv):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         if cores < 2 or self.num_envs < 2:
             return 0
-        probe = _EnvSlice(fns[:1], range(1), self.render_size, camera, scene_flags)
+        probe = _EnvSlice(fns[:1], range(1), self.render_size, spec)
         try:
             step_s = probe.time_step(30)
         finally:
@@ -642,6 +664,8 @@ class GymVecEnv(VecEnv):
         scene_flags: "SceneFlags | None" = None,
         instruction: str = "",
         start_method: str = "forkserver",
+        hide_bodies: Sequence[str] = (),
+        show_bodies: Sequence[str] = (),
         **make_kwargs: Any,
     ) -> "GymVecEnv":
         """``num_envs`` copies of gymnasium id ``name`` (e.g. ``"HalfCheetah-v5"``).
@@ -663,7 +687,8 @@ class GymVecEnv(VecEnv):
         make_kwargs.setdefault("render_mode", "rgb_array")
         factory = functools.partial(gymnasium.make, name, **make_kwargs)
         return cls([factory], num_envs, seed, render_size, instructions=instruction, task_names=name,
-                   workers=workers, camera=camera, scene_flags=scene_flags, start_method=start_method)
+                   workers=workers, camera=camera, scene_flags=scene_flags, start_method=start_method,
+                   hide_bodies=hide_bodies, show_bodies=show_bodies)
 
     # ---- worker plumbing ----------------------------------------------------------------
     @property

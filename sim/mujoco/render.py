@@ -373,9 +373,10 @@ class _Worker:
         return backend, int(min(max_size, *viewport.tolist()))
 
     def setup(self, gl_model: mujoco.MjModel, layout: _Layout, flags: SceneFlags, camera: "_CameraSetup",
-              max_geom: int, cull: bool) -> None:
+              max_geom: int, cull: bool, hidden: "_Hidden") -> None:
         self.layout = layout
         self.camera = camera
+        self.hidden = hidden
         self.con = mujoco.MjrContext(gl_model, mujoco.mjtFontScale.mjFONTSCALE_50)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self.con)
         if self.con.offWidth < layout.cols * layout.width or self.con.offHeight < layout.rows * layout.height:
@@ -407,7 +408,10 @@ class _Worker:
             for model, data, viewport in zip(models[start:start + lay.tiles], batch, self.viewports):
                 if track >= 0:
                     cam.lookat[:] = data.subtree_com[track]
-                mujoco.mjv_updateScene(model, data, self.option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, self.scene)
+                if len(self.hidden):
+                    _update_scene_hiding(model, data, self.option, cam, self.scene, self.hidden)
+                else:
+                    mujoco.mjv_updateScene(model, data, self.option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, self.scene)
                 if self.culler is not None:
                     self.culler.cull(self.scene, data)
                 mujoco.mjr_render(viewport, self.scene, self.con)
@@ -428,6 +432,69 @@ class _Worker:
         if self.gl is not None:
             self.gl.free()
             self.gl = None
+
+
+#: the group hidden geoms and sites are moved to while a scene is built (a default ``MjvOption`` hides it)
+_HIDDEN_GROUP = 5
+
+
+@dataclass(frozen=True)
+class _Hidden:
+    """Geoms and sites a pool does not draw."""
+
+    geoms: np.ndarray
+    sites: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.geoms) + len(self.sites)
+
+
+def _update_scene_hiding(model: mujoco.MjModel, data: mujoco.MjData, option: mujoco.MjvOption,
+                         cam: mujoco.MjvCamera, scene: mujoco.MjvScene, hidden: _Hidden) -> None:
+    """``mjv_updateScene`` leaving out the geoms and sites ``hidden``.
+
+    They are moved to a group the option does not draw for the duration of the call, so they
+    cast no shadow and show in no reflection, exactly as if they were not in the model. Groups
+    are visual only (the physics never reads them), and the caller's model is restored before
+    this returns.
+    """
+    geom_groups, site_groups = model.geom_group[hidden.geoms].copy(), model.site_group[hidden.sites].copy()
+    model.geom_group[hidden.geoms] = _HIDDEN_GROUP
+    model.site_group[hidden.sites] = _HIDDEN_GROUP
+    try:
+        mujoco.mjv_updateScene(model, data, option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)
+    finally:
+        model.geom_group[hidden.geoms] = geom_groups
+        model.site_group[hidden.sites] = site_groups
+
+
+def subtree_elements(model: mujoco.MjModel, hide_bodies: Sequence[str] = (),
+                     show_bodies: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Ids of the geoms and of the sites in the subtrees of bodies ``hide_bodies`` but not in
+    those of ``show_bodies``.
+
+    E.g. ``subtree_elements(sawyer, ["base"], ["hand"])``: the arm without its gripper.
+    """
+    def roots(names: Sequence[str], what: str) -> list[int]:
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"{what} must be a list of body names, got {names!r}")
+        ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in names]
+        missing = [n for n, i in zip(names, ids) if i < 0]
+        if missing:
+            known = [model.body(i).name for i in range(model.nbody)]
+            raise ValueError(f"{what}: the model has no body named {missing}; its bodies are {known}")
+        return ids
+
+    def inside(ids: list[int]) -> np.ndarray:
+        # a body lies in a subtree when the walk from it towards the world meets the subtree's root
+        member = np.zeros(model.nbody, bool)
+        member[ids] = True
+        for b in range(1, model.nbody):  # parents come before their children in MuJoCo's body order
+            member[b] |= member[model.body_parentid[b]]
+        return member
+
+    hidden = inside(roots(hide_bodies, "hide_bodies")) & ~inside(roots(show_bodies, "show_bodies"))
+    return np.flatnonzero(hidden[model.geom_bodyid]), np.flatnonzero(hidden[model.site_bodyid])
 
 
 class _MeshCuller:
@@ -571,6 +638,8 @@ def _planes_lit_uniformly(model: mujoco.MjModel) -> bool:
     if not np.any(np.asarray(light_specular)):
         return True
     matid = model.geom_matid[planes]
+    if model.nmat == 0:  # np.where below would index an empty array
+        return False
     specular = np.where(matid >= 0, model.mat_specular[np.maximum(matid, 0)], 0.5)
     return not np.any(specular)
 
@@ -621,7 +690,8 @@ class RendererPool:
     """Renders ``[B, height, width, 3]`` uint8 frames of B ``MjData`` of one model, headless.
 
     Args:
-        model: the ``MjModel`` every ``MjData`` passed to ``render`` belongs to (not modified).
+        model: the ``MjModel`` every ``MjData`` passed to ``render`` belongs to (not modified;
+            with ``hide_bodies``, geom groups are changed while a scene is built and restored).
         height, width: frame size in pixels.
         camera: a ``Camera``, a model camera's name or id, or ``None`` (= ``-1``: the model's
             default free camera).
@@ -637,11 +707,16 @@ class RendererPool:
         max_geom: capacity of each scene in geoms.
         cull: skip mesh geoms outside the view (same image; only done with shadows and
             reflections off, which can show off-screen geoms).
+        hide_bodies, show_bodies: the geoms of the subtrees of ``hide_bodies``, except those in
+            the subtrees of ``show_bodies``, are not drawn, nor their sites (no shadow, no reflection):
+            e.g. a robot's arm (``["base"]``, ``["hand"]`` on Meta-World's Sawyer), so that a reward
+            learned from frames sees the objects and the gripper rather than the arm's pose.
     """
 
     def __init__(self, model: mujoco.MjModel, height: int, width: int, camera: Camera | str | int | None = None,
                  flags: SceneFlags = SceneFlags(), max_tiles: int | None = None, *, threads: int | None = None,
-                 backend: str | None = None, max_geom: int = 10_000, cull: bool = True) -> None:
+                 backend: str | None = None, max_geom: int = 10_000, cull: bool = True,
+                 hide_bodies: Sequence[str] = (), show_bodies: Sequence[str] = ()) -> None:
         if not isinstance(model, mujoco.MjModel):
             raise TypeError(f"model must be a mujoco.MjModel, got {type(model).__name__}")
         self.height = _positive_int(height, "height")
@@ -656,6 +731,8 @@ class RendererPool:
         self.model = model
         self.flags = flags
         self.camera = _CameraSetup.resolve(model, camera)
+        #: ids of the geoms and of the sites this pool does not draw
+        self.hidden_geoms, self.hidden_sites = subtree_elements(model, hide_bodies, show_bodies)
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._finalizer = weakref.finalize(self, _shutdown, self._workers)
@@ -675,7 +752,8 @@ class RendererPool:
             gl_model = self._gl_model()
             # off-screen geoms show in shadows and reflections: culling is exact only without them
             self.cull = bool(cull) and not flags.shadows and not flags.reflections
-            built = [w.submit(w.setup, gl_model, self.layout, flags, self.camera, max_geom, self.cull)
+            built = [w.submit(w.setup, gl_model, self.layout, flags, self.camera, max_geom, self.cull,
+                              _Hidden(self.hidden_geoms, self.hidden_sites))
                      for w in self._workers]
             for future in built:
                 future.result()

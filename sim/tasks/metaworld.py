@@ -34,6 +34,13 @@ regions and the raised gripper stay in frame, and doors, drawers and windows are
 obliquely so their motion shows. It is the default of every Meta-World task; pass
 ``camera=`` (a ``sim.mujoco.render.Camera`` or its fields, e.g. ``{"name": "corner3"}``) to
 change it.
+
+What the frames show of the robot. ``robot="visible"`` (default) draws the whole Sawyer;
+``robot="gripper"`` draws only the gripper (the ``hand`` body and its fingers), leaving out the
+pedestal, the arm's links and the head; ``robot="hidden"`` draws none of it. Only the frames
+change (the physics and observations do not). A reward learned from frames of a few demos
+scores what fills the frames, and the arm fills more of them than a drawer's travel does: with
+the arm left out it has to score the objects and where the gripper is.
 """
 
 from __future__ import annotations
@@ -121,7 +128,14 @@ SCENE_FLAGS = SceneFlags(coarse_planes=True)
 
 CAMERA: dict[str, Any] = {"lookat": (-0.05, 0.75, 0.15), "distance": 1.35, "azimuth": 125.0, "elevation": -30.0}
 
-_OPTIONS = ("backend", "workers", "max_episode_steps", "goals", "camera", "scene_flags")
+#: ``robot=`` option -> (bodies whose subtrees are not drawn, bodies within them drawn anyway)
+ROBOT_VIEWS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "visible": ((), ()),
+    "gripper": (("base",), ("hand",)),
+    "hidden": (("base",), ()),
+}
+
+_OPTIONS = ("backend", "workers", "max_episode_steps", "goals", "camera", "scene_flags", "robot")
 
 
 def tasks_of(name: str) -> tuple[str, ...]:
@@ -200,7 +214,8 @@ def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, 
     Options: ``backend`` ("gym", the only one), ``workers`` (see ``GymVecEnv``; default
     automatic), ``max_episode_steps`` (default 500), ``goals`` ("uniform", "benchmark" or "fixed", see
     the module docstring), ``camera`` (a ``sim.mujoco.render.Camera`` or its fields; default
-    ``CAMERA``), ``scene_flags`` (``SceneFlags``; default ``SCENE_FLAGS``).
+    ``CAMERA``), ``scene_flags`` (``SceneFlags``; default ``SCENE_FLAGS``), ``robot``
+    ("visible", "gripper" or "hidden": what frames show of the Sawyer, see the module docstring).
     """
     tasks = tasks_of(name)
     unknown = sorted(set(kwargs) - set(_OPTIONS))
@@ -216,6 +231,10 @@ def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, 
     if goals not in ("uniform", "benchmark", "fixed"):
         raise ValueError(f"goals must be 'uniform' (fresh random goals), 'benchmark' (Meta-World's 50) or 'fixed' "
                          f"(one configuration), got {goals!r}")
+    robot = kwargs.get("robot", "visible")
+    if robot not in ROBOT_VIEWS:
+        raise ValueError(f"robot must be one of {list(ROBOT_VIEWS)} (what frames show of the Sawyer), got {robot!r}")
+    hide_bodies, show_bodies = ROBOT_VIEWS[robot]
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if goals == "benchmark":
@@ -234,6 +253,8 @@ def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, 
         workers=kwargs.get("workers"),
         camera=kwargs.get("camera") or CAMERA,
         scene_flags=kwargs.get("scene_flags") or SCENE_FLAGS,
+        hide_bodies=hide_bodies,
+        show_bodies=show_bodies,
     )
 
 

@@ -224,6 +224,11 @@ def test_bad_construction_arguments():
         GymVecEnv([functools.partial(countdown, 3, None)], num_envs=1, workers=0)
     with pytest.raises(TypeError, match="bogus"):
         GymVecEnv.from_id(CHEETAH, workers=0, bogus=1)
+    with pytest.raises(TypeError, match="hide_bodies must be a list of body names"):
+        GymVecEnv([countdown], num_envs=1, workers=0, hide_bodies="torso")
+    with GymVecEnv.from_id(CHEETAH, workers=0, hide_bodies=["tail"]) as env:
+        with pytest.raises(ValueError, match=r"no body named \['tail'\].*'torso', 'bthigh'"):
+            env.render()
     with pytest.raises(RuntimeError, match="worker 0 failed while building its envs(.|\n)*bogus"):
         GymVecEnv.from_id(CHEETAH, workers=1, bogus=1)
 

@@ -147,6 +147,25 @@ def test_frames_are_rendered_and_follow_the_state():
         assert (env.render().float() - frames.float()).abs().mean() > 1.0
 
 
+def test_robot_option_changes_only_the_frames():
+    views = ("visible", "gripper", "hidden")
+    envs = [make_env("metaworld/drawer-open", num_envs=2, seed=1, render_size=(48, 48), goals="fixed", robot=robot,
+                     workers=2 if robot == "gripper" else 0) for robot in views]
+    try:
+        action = torch.tensor([[0.5, 1.0, -0.5, 0.0], [-0.5, 0.5, 0.5, 1.0]])
+        results = [env.step(action, render=True) for env in envs]
+        for r in results[1:]:
+            assert torch.equal(r.observation, results[0].observation)  # the physics is the same
+        visible, gripper, hidden = (r.info["frames"].float() for r in results)
+        assert (visible - gripper).abs().mean() > 2.0  # the arm is a large part of the frame
+        assert 0.0 < (gripper - hidden).abs().mean() < (visible - gripper).abs().mean()  # the gripper a small one
+        # what stays is the scene without the robot: the same wherever the arm is
+        assert torch.equal(hidden[0], hidden[1])
+    finally:
+        for env in envs:
+            env.close()
+
+
 def test_workers_match_in_process_with_the_expert():
     envs = [make_env("metaworld/mt10", num_envs=4, seed=2, render_size=(24, 24), workers=w) for w in (0, 2)]
     try:
@@ -176,6 +195,8 @@ def test_bad_options_and_names_are_explained():
         make_env("metaworld/push", goals="random")
     with pytest.raises(ValueError, match="max_episode_steps"):
         make_env("metaworld/push", max_episode_steps=0)
+    with pytest.raises(ValueError, match=r"robot must be one of \['visible', 'gripper', 'hidden'\]"):
+        make_env("metaworld/push", robot="arm")
 
 
 def test_expert_errors():

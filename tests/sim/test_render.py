@@ -222,8 +222,10 @@ def test_culling_leaves_frames_unchanged(mesh_model: mujoco.MjModel, camera: Cam
         assert not mirror.cull  # off-screen geoms can show in reflections
 
 
-def test_coarse_planes_only_where_exact(model: mujoco.MjModel, mesh_model: mujoco.MjModel) -> None:
+def test_coarse_planes_only_where_exact(model: mujoco.MjModel, mesh_model: mujoco.MjModel,
+                                        arm_model: mujoco.MjModel) -> None:
     assert render._planes_lit_uniformly(mesh_model)  # directional light, specular-free floor
+    assert not render._planes_lit_uniformly(arm_model)  # no materials at all: MuJoCo's default specular
     assert not render._planes_lit_uniformly(model)  # the humanoid's floor material is specular
     spot = copy.copy(mesh_model)
     spot.light_directional[0] = 0
@@ -232,6 +234,72 @@ def test_coarse_planes_only_where_exact(model: mujoco.MjModel, mesh_model: mujoc
     dark.light_specular[:] = 0
     dark.vis.headlight.specular[:] = 0
     assert render._planes_lit_uniformly(dark)
+
+
+ARM = """
+<mujoco>
+  <worldbody>
+    <light pos="0 0 3" dir="0 0 -1" directional="true"/>
+    <geom name="floor" type="plane" size="2 2 0.1" rgba="0.3 0.5 0.3 1"/>
+    <geom name="box" type="box" pos="0.6 0 0.2" size="0.2 0.2 0.2" rgba="0 0 1 1"/>
+    <body name="base" pos="-0.4 0 0.1">
+      <geom name="base_geom" type="cylinder" size="0.2 0.1" rgba="1 0 0 1"/>
+      <body name="link" pos="0 0 0.5">
+        <joint name="hinge" type="hinge" axis="0 1 0"/>
+        <geom name="link_geom" type="capsule" fromto="0 0 -0.4 0 0 0.3" size="0.08" rgba="1 0.5 0 1"/>
+        <site name="link_site" pos="0 0 0.1" size="0.05" rgba="1 1 0 1"/>
+        <body name="hand" pos="0 0 0.4">
+          <geom name="hand_geom" type="sphere" size="0.12" rgba="1 1 1 1"/>
+        </body>
+      </body>
+    </body>
+  </worldbody>
+</mujoco>
+"""
+
+
+@pytest.fixture(scope="module")
+def arm_model() -> mujoco.MjModel:
+    return mujoco.MjModel.from_xml_string(ARM)
+
+
+def test_subtree_elements(arm_model: mujoco.MjModel) -> None:
+    def names(kind: mujoco.mjtObj, ids: np.ndarray) -> set[str]:
+        return {mujoco.mj_id2name(arm_model, kind, int(i)) for i in ids}
+
+    geoms, sites = render.subtree_elements(arm_model, ["base"], ["hand"])
+    assert names(mujoco.mjtObj.mjOBJ_GEOM, geoms) == {"base_geom", "link_geom"}
+    assert names(mujoco.mjtObj.mjOBJ_SITE, sites) == {"link_site"}
+    geoms, sites = render.subtree_elements(arm_model, ["link"])
+    assert names(mujoco.mjtObj.mjOBJ_GEOM, geoms) == {"link_geom", "hand_geom"}
+    assert [len(x) for x in render.subtree_elements(arm_model)] == [0, 0]
+    with pytest.raises(ValueError, match=r"no body named \['arm'\].*'base', 'link', 'hand'"):
+        render.subtree_elements(arm_model, ["arm"])
+    with pytest.raises(TypeError, match="list of body names"):
+        render.subtree_elements(arm_model, "base")
+
+
+@pytest.mark.parametrize("flags", [SceneFlags(), SceneFlags.quality()])
+def test_hidden_bodies_are_drawn_as_if_absent(arm_model: mujoco.MjModel, flags: SceneFlags) -> None:
+    camera = Camera(distance=3.0, lookat=(0.0, 0.0, 0.5), azimuth=90.0, elevation=-20.0)
+    data = mujoco.MjData(arm_model)
+    data.qpos[0] = 0.4
+    mujoco.mj_forward(arm_model, data)
+    # the reference: the same model with those geoms and sites in a group MuJoCo does not draw
+    absent = copy.copy(arm_model)
+    geoms, sites = render.subtree_elements(arm_model, ["base"], ["hand"])
+    absent.geom_group[geoms] = 5
+    absent.site_group[sites] = 5
+    groups = arm_model.geom_group.copy()
+    with RendererPool(arm_model, 48, 64, camera, flags, hide_bodies=["base"], show_bodies=["hand"]) as hiding, \
+            RendererPool(absent, 48, 64, camera, flags) as reference, \
+            RendererPool(arm_model, 48, 64, camera, flags) as full, \
+            RendererPool(arm_model, 48, 64, camera, flags, hide_bodies=["base"]) as hiding_all:
+        frames = hiding.render([data])
+        assert torch.equal(frames, reference.render([data]))
+        assert _mad(frames, full.render([data])) > 1.0  # the arm was in view
+        assert _mad(frames, hiding_all.render([data])) > 0.05  # and the hand is drawn only by the first
+    assert np.array_equal(arm_model.geom_group, groups)  # the caller's model is restored
 
 
 def test_bad_inputs(model: mujoco.MjModel, pool: RendererPool, datas: list[mujoco.MjData]) -> None:
