@@ -476,7 +476,7 @@ def subtree_elements(model: mujoco.MjModel, hide_bodies: Sequence[str] = (),
     E.g. ``subtree_elements(sawyer, ["base"], ["hand"])``: the arm without its gripper.
     """
     def roots(names: Sequence[str], what: str) -> list[int]:
-        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
             raise TypeError(f"{what} must be a list of body names, got {names!r}")
         ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in names]
         missing = [n for n, i in zip(names, ids) if i < 0]

@@ -277,6 +277,8 @@ def test_subtree_elements(arm_model: mujoco.MjModel) -> None:
         render.subtree_elements(arm_model, ["arm"])
     with pytest.raises(TypeError, match="list of body names"):
         render.subtree_elements(arm_model, "base")
+    with pytest.raises(TypeError, match="show_bodies must be a list of body names"):
+        render.subtree_elements(arm_model, ["base"], None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("flags", [SceneFlags(), SceneFlags.quality()])
