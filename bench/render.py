@@ -18,6 +18,8 @@ the model's ``corner`` camera). Every env has its own state (random actions firs
   and ``SceneFlags.fast()`` at batch 1, 8 and 32.
 * the cost of each effect: ms per frame with only that effect on top of ``fast()``.
 * GL contexts on worker threads (1-3) and tiles per framebuffer pass (1 vs the default).
+* Meta-World only: the Sawyer drawn whole, as its gripper alone and not at all (the task option
+  ``robot=``: the pool's ``hide_bodies`` / ``show_bodies``), task-default flags, batch 8.
 
 Timing: the variants of a table are called in turn, ``--rounds`` times; frames/s comes from
 the fastest call (the one least disturbed by other processes), "median" alongside, and "CPU
@@ -297,9 +299,45 @@ def bench_parallel(scene: Scene, size: int, rounds: int) -> list[dict[str, Any]]
     return records
 
 
+def bench_robot_views(scene: Scene, size: int, rounds: int) -> list[dict[str, Any]]:
+    """frames/s of a Meta-World scene with the robot drawn whole, as its gripper, or not at all
+    (mesh triangles: those of the drawn geoms in the model, before off-screen meshes are culled)."""
+    from sim.tasks.metaworld import ROBOT_VIEWS, SCENE_FLAGS
+
+    batch = scene.datas[:8]
+    variants = {view: {"flags": SCENE_FLAGS, "hide_bodies": hide, "show_bodies": show}
+                for view, (hide, show) in ROBOT_VIEWS.items()}
+    pools, _ = make_pools(scene, size, variants)
+    triangles = {view: _mesh_triangles(scene.model, np.setdiff1d(np.flatnonzero(scene.model.geom_group < 3),
+                                                                  pool.hidden_geoms))
+                 for view, pool in pools.items()}
+    times = race({k: render_fn(p, batch) for k, p in pools.items()}, rounds)
+    close_all(pools)
+    base = times["visible"]
+    rows, records = [], []
+    for view, t in times.items():
+        fps = len(batch) / t.best
+        rows.append([view, triangles[view], fps, len(batch) / t.median, t.cpu / len(batch) * 1e3,
+                     base.best / t.best])
+        records.append({"robot": view, "mesh_triangles": triangles[view], "fps": fps,
+                        "fps_median": len(batch) / t.median, "cpu_ms_per_frame": t.cpu / len(batch) * 1e3,
+                        "speedup_vs_visible": base.best / t.best})
+    print_table(f"{scene.name}: what is drawn of the robot (robot=, task flags, batch {len(batch)})",
+                ["robot", "mesh triangles", "frames/s", "median f/s", "CPU ms", "x visible"], rows)
+    return records
+
+
+def _mesh_triangles(model: mujoco.MjModel, geoms: np.ndarray) -> int:
+    meshes = geoms[model.geom_type[geoms] == mujoco.mjtGeom.mjGEOM_MESH]
+    return int(model.mesh_facenum[model.geom_dataid[meshes]].sum())
+
+
 def bench_scene(scene: Scene, size: int, rounds: int) -> dict[str, Any]:
-    return {"source": scene.source, "size": size, "frames": bench_frames(scene, size, rounds),
-            "flag_costs": bench_flags(scene, size, rounds), "parallelism": bench_parallel(scene, size, rounds)}
+    out = {"source": scene.source, "size": size, "frames": bench_frames(scene, size, rounds),
+           "flag_costs": bench_flags(scene, size, rounds), "parallelism": bench_parallel(scene, size, rounds)}
+    if scene.source.startswith("metaworld"):
+        out["robot_views"] = bench_robot_views(scene, size, rounds)
+    return out
 
 
 def busy_seconds() -> float:
