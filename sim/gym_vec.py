@@ -192,12 +192,6 @@ class _RenderSpec:
     show_bodies: tuple[str, ...] = ()
 
 
-def _names(value: Sequence[str], what: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{what} must be a list of body names, got {value!r}")
-    return tuple(value)
-
-
 def _camera_for(camera: "Camera | Mapping[str, Any] | None", unwrapped: Any) -> "Camera":
     """``camera`` as a ``Camera`` (a mapping gives its fields), or the env's own default view.
 
@@ -526,8 +520,10 @@ class GymVecEnv(VecEnv):
         self._shm: _SharedBlock | None = None
         self._closed = False
         try:
-            spec = _RenderSpec(camera, scene_flags, _names(hide_bodies, "hide_bodies"),
-                               _names(show_bodies, "show_bodies"))
+            from sim.mujoco.render import body_names
+
+            spec = _RenderSpec(camera, scene_flags, body_names(hide_bodies, "hide_bodies"),
+                               body_names(show_bodies, "show_bodies"))
             metas = self._start(fns, workers, spec, start_method)
             self._set_specs(metas)
         except BaseException:

@@ -61,6 +61,9 @@ its own worker thread for the pool's lifetime, so ``render`` may be called from 
 step them from another thread meanwhile. A forked child cannot use its parent's pools (their
 threads and GL contexts stay in the parent): make pools after forking, or use ``spawn``.
 
+Hidden bodies. With ``hide_bodies``, each scene is built with those geoms and sites moved to a
+group MuJoCo does not draw, on the ``model`` given, which is restored before ``render`` returns.
+
 What the frames reflect. Scenes are built with the ``model`` given (live: geom colours,
 light and camera parameters edited after construction show up); textures, meshes and the
 framebuffer live in the GL context and are fixed at construction. ``datas`` may come from
@@ -468,6 +471,13 @@ def _update_scene_hiding(model: mujoco.MjModel, data: mujoco.MjData, option: muj
         model.site_group[hidden.sites] = site_groups
 
 
+def body_names(names: Sequence[str], what: str) -> tuple[str, ...]:
+    """``names`` as a tuple, or a ``TypeError`` naming ``what`` unless it is a list or tuple of str."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{what} must be a list of body names, got {names!r}")
+    return tuple(names)
+
+
 def subtree_elements(model: mujoco.MjModel, hide_bodies: Sequence[str] = (),
                      show_bodies: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Ids of the geoms and of the sites in the subtrees of bodies ``hide_bodies`` but not in
@@ -476,8 +486,7 @@ def subtree_elements(model: mujoco.MjModel, hide_bodies: Sequence[str] = (),
     E.g. ``subtree_elements(sawyer, ["base"], ["hand"])``: the arm without its gripper.
     """
     def roots(names: Sequence[str], what: str) -> list[int]:
-        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-            raise TypeError(f"{what} must be a list of body names, got {names!r}")
+        names = body_names(names, what)
         ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in names]
         missing = [n for n, i in zip(names, ids) if i < 0]
         if missing:
