@@ -308,8 +308,9 @@ def bench_robot_views(scene: Scene, size: int, rounds: int) -> list[dict[str, An
     variants = {view: {"flags": SCENE_FLAGS, "hide_bodies": hide, "show_bodies": show}
                 for view, (hide, show) in ROBOT_VIEWS.items()}
     pools, _ = make_pools(scene, size, variants)
-    triangles = {view: _mesh_triangles(scene.model, np.setdiff1d(np.flatnonzero(scene.model.geom_group < 3),
-                                                                  pool.hidden_geoms))
+    # the pools build scenes with a default MjvOption: its geomgroup says which groups are drawn
+    drawn = np.flatnonzero(mujoco.MjvOption().geomgroup.astype(bool)[scene.model.geom_group])
+    triangles = {view: _mesh_triangles(scene.model, np.setdiff1d(drawn, pool.hidden_geoms))
                  for view, pool in pools.items()}
     times = race({k: render_fn(p, batch) for k, p in pools.items()}, rounds)
     close_all(pools)
