@@ -41,12 +41,21 @@ pedestal, the arm's links and the head; ``robot="hidden"`` draws none of it. Onl
 change (the physics and observations do not). A reward learned from frames of a few demos
 scores what fills the frames, and the arm fills more of them than a drawer's travel does: with
 the arm left out it has to score the objects and where the gripper is.
+
+Where the hand can go. ``workspace={"low": xyz, "high": xyz}`` narrows the box the hand's target is
+clipped to (Meta-World's ``mocap_low`` / ``mocap_high``, by default the task's ``hand_low`` /
+``hand_high``: most of the table and half a metre above it). A camera close enough for a drawer's
+travel to show at 64x64 does not see all of that box, and a policy trained on a reward learned
+from frames can park the gripper outside the frame, where that reward scores the empty scene by
+chance; a box the camera sees whole removes that way out. It must lie inside the task's own box
+and contain the hand's start.
 """
 
 from __future__ import annotations
 
 import functools
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium
@@ -135,7 +144,10 @@ ROBOT_VIEWS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hidden": (("base",), ()),
 }
 
-_OPTIONS = ("backend", "workers", "max_episode_steps", "goals", "camera", "scene_flags", "robot")
+_OPTIONS = ("backend", "workers", "max_episode_steps", "goals", "camera", "scene_flags", "robot", "workspace")
+
+#: a hand box: (low xyz, high xyz) in metres, world frame
+Workspace = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def tasks_of(name: str) -> tuple[str, ...]:
@@ -156,10 +168,12 @@ class MetaWorldEnv(gymnasium.Wrapper[Any, Any, Any, Any]):
 
     ``reset(seed=s)`` reseeds the env's generator (Meta-World's own ``reset`` ignores ``seed``);
     ``goal_set`` (Meta-World ``Task`` objects) switches from uniform goal sampling to picking
-    one of those goals per episode.
+    one of those goals per episode. ``workspace`` replaces the box the hand's target is clipped
+    to (Meta-World's ``mocap_low`` / ``mocap_high``); see ``check_workspace``.
     """
 
-    def __init__(self, task: str, max_episode_steps: int = MAX_EPISODE_STEPS, goal_set: tuple[Any, ...] = ()) -> None:
+    def __init__(self, task: str, max_episode_steps: int = MAX_EPISODE_STEPS, goal_set: tuple[Any, ...] = (),
+                 workspace: Workspace | None = None) -> None:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
         from metaworld.types import Task
 
@@ -168,6 +182,9 @@ class MetaWorldEnv(gymnasium.Wrapper[Any, Any, Any, Any]):
         env = ALL_V3_ENVIRONMENTS[f"{task}-v3"]()
         # the instance's horizon: SawyerXYZEnv truncates (and refuses further steps) there
         env.max_path_length = int(max_episode_steps)
+        if workspace is not None:
+            check_workspace(task, env, workspace)
+            env.mocap_low, env.mocap_high = (np.array(b, dtype=np.float64) for b in workspace)
         if goal_set:
             env.set_task(goal_set[0])
         else:
@@ -193,6 +210,38 @@ class MetaWorldEnv(gymnasium.Wrapper[Any, Any, Any, Any]):
         return self.env.reset(options=options)
 
 
+def parse_workspace(value: Any) -> Workspace:
+    """``{"low": [x, y, z], "high": [x, y, z]}`` (or ``(low, high)``) as two xyz tuples, checked."""
+    if isinstance(value, Mapping):
+        if set(value) != {"low", "high"}:
+            raise ValueError(f"workspace must have exactly the keys 'low' and 'high' (xyz corners in metres), "
+                             f"got {sorted(value)}")
+        value = (value["low"], value["high"])
+    try:
+        low, high = (np.asarray(b, dtype=np.float64) for b in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"workspace must be {{'low': [x, y, z], 'high': [x, y, z]}}, got {value!r}") from None
+    if low.shape != (3,) or high.shape != (3,) or not (np.isfinite(low).all() and np.isfinite(high).all()):
+        raise ValueError(f"workspace corners must be 3 finite numbers each (x, y, z), got low={low}, high={high}")
+    if not (low < high).all():
+        raise ValueError(f"workspace low must be below high on every axis, got low={low}, high={high}")
+    return tuple(low.tolist()), tuple(high.tolist())
+
+
+def check_workspace(task: str, env: Any, workspace: Workspace) -> None:
+    """Refuses a hand box outside ``task``'s own (Meta-World's ``mocap_low`` / ``mocap_high``) or
+    without the hand's start: the first would let the hand go where the task never does, the
+    second would move it at the first step whatever the policy does."""
+    low, high = (np.asarray(b) for b in workspace)
+    if (low < env.mocap_low - 1e-9).any() or (high > env.mocap_high + 1e-9).any():
+        raise ValueError(f"{task}: workspace {low.tolist()}..{high.tolist()} reaches outside the task's own hand "
+                         f"box {env.mocap_low.tolist()}..{env.mocap_high.tolist()}; shrink it")
+    start = np.asarray(env.hand_init_pos)
+    if (start < low).any() or (start > high).any():
+        raise ValueError(f"{task}: workspace {low.tolist()}..{high.tolist()} leaves out the hand's start "
+                         f"{start.tolist()}; widen it to include that point")
+
+
 def _benchmark_goals(name: str, tasks: tuple[str, ...], seed: int) -> dict[str, tuple[Any, ...]]:
     """Meta-World's 50 benchmark goals per task, as its MT1 / MT10 / MT50 draw them for ``seed``."""
     import metaworld
@@ -215,7 +264,9 @@ def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, 
     automatic), ``max_episode_steps`` (default 500), ``goals`` ("uniform", "benchmark" or "fixed", see
     the module docstring), ``camera`` (a ``sim.mujoco.render.Camera`` or its fields; default
     ``CAMERA``), ``scene_flags`` (``SceneFlags``; default ``SCENE_FLAGS``), ``robot``
-    ("visible", "gripper" or "hidden": what frames show of the Sawyer, see the module docstring).
+    ("visible", "gripper" or "hidden": what frames show of the Sawyer, see the module docstring),
+    ``workspace`` (``{"low": xyz, "high": xyz}``: the box the hand moves in, inside the task's own;
+    default the task's own, see the module docstring).
     """
     tasks = tasks_of(name)
     unknown = sorted(set(kwargs) - set(_OPTIONS))
@@ -235,6 +286,17 @@ def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, 
     if robot not in ROBOT_VIEWS:
         raise ValueError(f"robot must be one of {list(ROBOT_VIEWS)} (what frames show of the Sawyer), got {robot!r}")
     hide_bodies, show_bodies = ROBOT_VIEWS[robot]
+    workspace = kwargs.get("workspace")
+    if workspace is not None:
+        workspace = parse_workspace(workspace)
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        for t in tasks:  # here, not in a worker process, so a bad box is a plain error at construction
+            probe = ALL_V3_ENVIRONMENTS[f"{t}-v3"]()
+            try:
+                check_workspace(f"metaworld/{t}", probe, workspace)
+            finally:
+                probe.close()
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if goals == "benchmark":
@@ -244,7 +306,7 @@ def make_metaworld(name: str, num_envs: int, seed: int, render_size: tuple[int, 
     else:
         goal_sets = {t: () for t in tasks}
     return GymVecEnv(
-        [functools.partial(MetaWorldEnv, t, int(max_steps), goal_sets[t]) for t in tasks],
+        [functools.partial(MetaWorldEnv, t, int(max_steps), goal_sets[t], workspace) for t in tasks],
         num_envs,
         seed=seed,
         render_size=render_size,

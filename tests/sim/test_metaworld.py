@@ -166,6 +166,26 @@ def test_robot_option_changes_only_the_frames():
             env.close()
 
 
+def test_workspace_keeps_the_hand_in_its_box():
+    low, high = np.array([-0.2, 0.5, 0.05]), np.array([0.1, 0.8, 0.25])
+    kw = dict(num_envs=2, seed=0, render_size=(16, 16), goals="fixed", workers=0)
+    envs = [make_env("metaworld/drawer-open", workspace={"low": low.tolist(), "high": high.tolist()}, **kw),
+            make_env("metaworld/drawer-open", **kw)]
+    try:
+        for env in envs:
+            env.reset(seed=0)
+        push = torch.tensor([[1.0, 1.0, 1.0, 0.0], [-1.0, -1.0, -1.0, 0.0]])  # towards opposite corners
+        for _ in range(60):
+            hands = [env.step(push).observation[:, :3].numpy() for env in envs]
+        boxed, free = hands
+        assert ((boxed > low - 0.02) & (boxed < high + 0.02)).all(), boxed
+        np.testing.assert_allclose(boxed[0], high, atol=0.03)  # it got there: the box, not the push, stopped it
+        assert free[0, 2] > high[2] + 0.1 and free[1, 0] < low[0] - 0.1  # Meta-World's own box is wider
+    finally:
+        for env in envs:
+            env.close()
+
+
 def test_workers_match_in_process_with_the_expert():
     envs = [make_env("metaworld/mt10", num_envs=4, seed=2, render_size=(24, 24), workers=w) for w in (0, 2)]
     try:
@@ -197,6 +217,20 @@ def test_bad_options_and_names_are_explained():
         make_env("metaworld/push", max_episode_steps=0)
     with pytest.raises(ValueError, match=r"robot must be one of \['visible', 'gripper', 'hidden'\]"):
         make_env("metaworld/push", robot="arm")
+    start_box = {"low": [-0.1, 0.5, 0.05], "high": [0.1, 0.9, 0.3]}  # reach's hand starts at (0, 0.6, 0.2)
+    with pytest.raises(ValueError, match="exactly the keys 'low' and 'high'"):
+        make_env("metaworld/reach", workspace={"low": [0, 0.5, 0.1], "hi": [0.1, 0.9, 0.3]})
+    with pytest.raises(ValueError, match="3 finite numbers"):
+        make_env("metaworld/reach", workspace={"low": [0, 0.5], "high": [0.1, 0.9]})
+    with pytest.raises(ValueError, match="3 finite numbers"):
+        make_env("metaworld/reach", workspace={"low": [-0.1, 0.5, float("nan")], "high": [0.1, 0.9, 0.3]})
+    with pytest.raises(ValueError, match="low must be below high"):
+        make_env("metaworld/reach", workspace={"high": start_box["low"], "low": start_box["high"]})
+    with pytest.raises(ValueError, match="outside the task's own hand box"):
+        make_env("metaworld/reach", workspace={"low": [-0.1, 0.5, 0.05], "high": [0.1, 0.9, 0.9]})
+    with pytest.raises(ValueError, match=r"leaves out the hand's start \[0\.0, 0\.6"):
+        make_env("metaworld/reach", workspace={"low": [-0.1, 0.65, 0.05], "high": [0.1, 0.9, 0.3]})
+    make_env("metaworld/reach", workspace=start_box, workers=0).close()  # the same box, the right way round
 
 
 def test_expert_errors():

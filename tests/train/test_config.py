@@ -55,6 +55,46 @@ def test_task_configs_with_their_own_view_render_from_it(option, azimuth):
     assert (frames[0] - frames[1]).abs().mean() > 10, "the camera option did not reach the renderer"
 
 
+def test_drawer_open_keeps_the_gripper_in_its_64px_frame_and_the_expert_succeeds_in_its_box():
+    """Every corner of the task's hand box shows the whole gripper, 3+ pixels from each edge."""
+    import itertools
+
+    import numpy as np
+    import torch
+
+    from sim.experts import make_expert
+
+    task = compose_config(["task=metaworld_drawer_open", "task.render_size=[64,64]"]).task
+    box = task.options["workspace"]
+    corners = np.array(list(itertools.product(*zip(box["low"], box["high"]))))
+    envs = [replace(task, options={**task.options, "robot": robot, "goals": "fixed", "workers": 0}).make_env(8, 0)
+            for robot in ("gripper", "hidden")]
+    try:
+        hands = [env.reset(seed=0)[:, :3].numpy() for env in envs]
+        for _ in range(80):
+            towards = np.clip((corners - hands[0]) * 30, -1, 1)
+            action = torch.tensor(np.concatenate([towards, -np.ones((8, 1))], 1), dtype=torch.float32)
+            hands = [env.step(action).observation[:, :3].numpy() for env in envs]
+        # the cabinet stops the hand short of the corners behind it; the open ones are reached
+        assert (np.abs(hands[0] - corners).max(1) < 0.01).sum() >= 4
+        gripper, hidden = (env.render().numpy().astype(int) for env in envs)
+        drawn = np.abs(gripper - hidden).sum(-1) > 30
+        for corner, mask in zip(corners, drawn):
+            rows, cols = np.nonzero(mask)
+            assert len(rows) >= 5, f"gripper not in the frame at {corner}"
+            assert min(rows.min(), cols.min()) >= 3 and max(rows.max(), cols.max()) <= 60, f"gripper at the edge at {corner}"
+    finally:
+        for env in envs:
+            env.close()
+    with replace(task, options={**task.options, "goals": "fixed", "workers": 0}).make_env(4, 1) as env:
+        expert = make_expert(env)
+        obs, success = env.reset(seed=1), torch.zeros(4, dtype=torch.bool)
+        for _ in range(200):
+            obs, _, _, _, info = env.step(expert(obs))
+            success |= info["success"]
+        assert success.all()
+
+
 def test_cleanrl_algo_matches_cleanrl_defaults():
     algo = compose_config(["algo=cleanrl"]).algo
     assert (algo.num_envs, algo.num_steps, algo.num_minibatches, algo.update_epochs) == (1, 2048, 32, 10)
