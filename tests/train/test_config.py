@@ -40,6 +40,7 @@ def test_every_task_config_names_a_registered_task(option):
 
 @pytest.mark.parametrize(("option", "azimuth"), [("metaworld_plate_slide", 180.0), ("metaworld_plate_slide_back", 180.0),
                                                  ("metaworld_reach_wall", 180.0), ("metaworld_drawer_open", 180.0),
+                                                 ("metaworld_drawer_open_in_view", 180.0),
                                                  ("metaworld_window_close", -90.0)])
 def test_task_configs_with_their_own_view_render_from_it(option, azimuth):
     task = compose_config([f"task={option}", "task.render_size=[32,32]"]).task
@@ -55,7 +56,7 @@ def test_task_configs_with_their_own_view_render_from_it(option, azimuth):
     assert (frames[0] - frames[1]).abs().mean() > 10, "the camera option did not reach the renderer"
 
 
-def test_drawer_open_keeps_the_gripper_in_its_64px_frame_and_the_expert_succeeds_in_its_box():
+def test_drawer_open_in_view_keeps_the_gripper_in_its_64px_frame_and_the_expert_succeeds_in_its_box():
     """Every corner of the task's hand box shows the whole gripper, 3+ pixels from each edge."""
     import itertools
 
@@ -64,7 +65,7 @@ def test_drawer_open_keeps_the_gripper_in_its_64px_frame_and_the_expert_succeeds
 
     from sim.experts import make_expert
 
-    task = compose_config(["task=metaworld_drawer_open", "task.render_size=[64,64]"]).task
+    task = compose_config(["task=metaworld_drawer_open_in_view", "task.render_size=[64,64]"]).task
     box = task.options["workspace"]
     corners = np.array(list(itertools.product(*zip(box["low"], box["high"]))))
     envs = [replace(task, options={**task.options, "robot": robot, "goals": "fixed", "workers": 0}).make_env(8, 0)
