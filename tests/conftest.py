@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,3 +40,22 @@ def tiny_clip_dir(tmp_path_factory):
     model = open_clip.CLIP(**TINY_CLIP["model_cfg"])
     torch.save(model.state_dict(), path / "open_clip_pytorch_model.bin")
     return path
+
+
+@pytest.fixture
+def expert_episode_success():
+    """``run(env, seed)``: the scripted expert in every env of ``env`` until each has succeeded or
+    its first episode ended; per-env success."""
+    from sim.experts import make_expert
+
+    def run(env, seed: int) -> np.ndarray:
+        expert = make_expert(env)
+        obs = env.reset(seed=seed)
+        done = np.zeros(env.num_envs, bool)
+        success = np.zeros(env.num_envs, bool)
+        while not done.all():
+            obs, _, terminated, truncated, info = env.step(expert(obs))
+            success |= ~done & info["success"].numpy()
+            done |= success | terminated.numpy() | truncated.numpy()
+        return success
+    return run

@@ -6,24 +6,10 @@ import pytest
 import torch
 
 from sim.experts import has_expert, make_expert
-from sim.gym_vec import GymVecEnv
 from sim.registry import get_task, list_tasks, make_env
 from sim.tasks.metaworld import INSTRUCTIONS, MT10
 
 LISTED = ["reach", "push", "pick-place", "door-open", "drawer-open", "button-press", "window-open"]
-
-
-def expert_episode_success(env: GymVecEnv, seed: int) -> np.ndarray:
-    """Runs the expert until every env has succeeded or its first episode ended; per-env success."""
-    expert = make_expert(env)
-    obs = env.reset(seed=seed)
-    done = np.zeros(env.num_envs, bool)
-    success = np.zeros(env.num_envs, bool)
-    while not done.all():
-        obs, _, terminated, truncated, info = env.step(expert(obs))
-        success |= ~done & info["success"].numpy()
-        done |= success | terminated.numpy() | truncated.numpy()
-    return success
 
 
 def test_every_mt50_task_is_registered_with_an_instruction():
@@ -41,14 +27,14 @@ def test_every_mt50_task_is_registered_with_an_instruction():
 
 
 @pytest.mark.parametrize("task", LISTED)
-def test_scripted_expert_succeeds_on_at_least_90_percent(task):
+def test_scripted_expert_succeeds_on_at_least_90_percent(task, expert_episode_success):
     with make_env(f"metaworld/{task}", num_envs=10, seed=0, render_size=(16, 16), workers=0) as env:
         assert env.instructions == [INSTRUCTIONS[task]] * 10
         success = expert_episode_success(env, seed=100)
     assert success.mean() >= 0.9, f"{task}: expert succeeded in {success.sum()}/10 episodes"
 
 
-def test_mt10_assigns_tasks_round_robin_and_its_experts_succeed():
+def test_mt10_assigns_tasks_round_robin_and_its_experts_succeed(expert_episode_success):
     with make_env("metaworld/mt10", num_envs=12, seed=0, render_size=(16, 16), workers=0) as env:
         assert env.task_names[:10] == [f"metaworld/{t}" for t in MT10]
         assert env.task_names[10:] == ["metaworld/reach", "metaworld/push"]
