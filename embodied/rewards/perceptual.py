@@ -107,7 +107,10 @@ class PerceptualReward(FrameRewardTerm):
         state = {"center": center.float(), "scale": scale.float(), "index": index, "mean": mean, "inv_std": inv_std}
         self.state = {k: v.to(self.device) for k, v in state.items()}
         if log is not None:
-            log(f"perceptual reward: {len(episodes)} demos, steps start at {self.boundaries}")
+            # top_n >= the feature width keeps every feature: worth seeing, since it turns the
+            # paper's feature selection off (the TCN's default width is 32, the paper's top_n)
+            log(f"perceptual reward: {len(episodes)} demos, {index.shape[1]} of {every.shape[1]} features "
+                f"per step, steps start at {self.boundaries}")
         return self
 
     # ---- scoring ----------------------------------------------------------------------------

@@ -62,6 +62,16 @@ def test_scores_match_the_gaussian_naive_bayes_formula(window_demos):
     torch.testing.assert_close(log_total, (expected * torch.tensor([1, 2, 4]) / 7).sum(1).log(), rtol=1e-4, atol=1e-4)
 
 
+def test_fit_logs_how_many_features_each_step_keeps(window_demos):
+    # top_n at or above the feature width keeps them all (no selection); the log says so
+    for top_n, kept in ((5, 5), (1000, 3 * 8 * 8)):
+        lines: list[str] = []
+        reward = PerceptualReward("pixels", {"grid": 8}, num_steps=2, top_n=top_n)
+        reward.fit(window_demos[:2], log=lines.append)
+        assert reward.state is not None and reward.state["index"].shape == (2, kept)
+        assert f"{kept} of {3 * 8 * 8} features per step" in lines[-1]
+
+
 def _with_grey_corner(demo: torch.Tensor, level: int) -> torch.Tensor:
     out = demo.clone()
     out[:, :18, :18] = level  # wider than the resize filter: the top-left features see only this
