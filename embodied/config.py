@@ -299,6 +299,24 @@ class LogConfig:
 
 
 @dataclass
+class PopulationConfig:
+    """Best-of-N restarts selected by the reward: ``size`` policies (seeds ``seed + 1000 * i``)
+    train on one reward for ``select_at`` env steps each; the one whose training reward (the
+    weighted raw terms, averaged over its last fifth) is highest continues. ``total_steps`` is the
+    budget of all of them together, so the chosen one trains to
+    ``total_steps - (size - 1) * select_at`` steps of its own."""
+
+    #: how many policies start (1: a plain run)
+    size: int = 1
+    #: env steps each policy trains before the selection
+    select_at: int = 100_000
+
+    def validate(self) -> None:
+        _check(self.size >= 1, "population.size", f"must be >= 1, got {self.size}")
+        _check(self.select_at >= 1, "population.select_at", f"must be >= 1, got {self.select_at}")
+
+
+@dataclass
 class TrainConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -307,6 +325,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
     #: env steps to train for, summed over all envs (and ranks)
     total_steps: int = 300_000
     seed: int = 0
@@ -320,9 +339,14 @@ class TrainConfig:
     run_dir: Optional[str] = None
 
     def validate(self) -> None:
-        for part in (self.task, self.reward, self.algo, self.policy, self.eval, self.checkpoint):
+        for part in (self.task, self.reward, self.algo, self.policy, self.eval, self.checkpoint, self.population):
             part.validate()
         _check(self.total_steps >= 1, "total_steps", f"must be >= 1, got {self.total_steps}")
+        pop = self.population
+        _check(pop.size == 1 or self.total_steps > pop.size * pop.select_at, "total_steps",
+               f"a population of {pop.size} selecting at {pop.select_at} steps spends {pop.size * pop.select_at} "
+               f"before the chosen policy continues; raise total_steps above that (got {self.total_steps}) "
+               "or lower population.select_at")
         _check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _check(self.torch_threads is None or self.torch_threads >= 1, "torch_threads", "must be >= 1 or null")
         _check(self.device == "cpu" or self.device.startswith("cuda"), "device",

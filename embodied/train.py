@@ -13,6 +13,7 @@ and ``result.json``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -77,14 +78,19 @@ def compose_config(overrides: list[str] | None = None) -> TrainConfig:
 
 def _resume_config(cfg: DictConfig) -> TrainConfig:
     """The saved config of the run being resumed, with the overrides a resume may change."""
-    from embodied.checkpoint import find_checkpoint, load_checkpoint
+    from embodied.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+
+    from embodied.population import POPULATION_FILE
 
     run_dir = Path(cfg.resume)
     if (run_dir / "meta.json").is_file():
         raise ConfigError(f"resume: {run_dir} is a checkpoint; pass its run directory ({run_dir.parent.parent}), "
                           "which resumes from the newest checkpoint")
-    ckpt = load_checkpoint(find_checkpoint(run_dir))
-    saved = OmegaConf.create(ckpt.config)
+    if (run_dir / POPULATION_FILE).is_file() and not list_checkpoints(run_dir):
+        # a population killed before its selection: its members resume one by one
+        saved = OmegaConf.create(json.loads((run_dir / POPULATION_FILE).read_text())["config"])
+    else:
+        saved = OmegaConf.create(load_checkpoint(find_checkpoint(run_dir)).config)
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")

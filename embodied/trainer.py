@@ -347,14 +347,16 @@ class Trainer:
         finally:
             env.close()
 
-    def run(self) -> TrainResult:
+    def run(self, stop_at: int | None = None) -> TrainResult:
+        """Train to ``total_steps``; with ``stop_at``, stop (and checkpoint) once that many env
+        steps are done, keeping the full run's learning-rate schedule (a population's member)."""
         config, algo = self.config, self.config.algo
         obs = self.env.reset(seed=self.rank_seed + self.update_idx)
         final_eval: dict[str, float] = {}
         train_time, start_step = 0.0, self.global_step
         if self.global_step == 0 and config.eval.every_steps > 0:
             self._evaluate_and_log()  # the untrained policy: where the learning curve starts
-        while self.update_idx < self.num_updates:
+        while self.update_idx < self.num_updates and (stop_at is None or self.global_step < stop_at):
             t0 = time.perf_counter()
             if algo.anneal_lr:
                 self.ppo.set_learning_rate(algo.learning_rate * (1.0 - self.update_idx / self.num_updates))
@@ -373,7 +375,8 @@ class Trainer:
             last = self.update_idx == self.num_updates
             if last or _crossed(prev_step, self.global_step, config.eval.every_steps):
                 final_eval = self._evaluate_and_log()
-            if last or _crossed(prev_step, self.global_step, config.checkpoint.every_steps):
+            stopped = stop_at is not None and self.global_step >= stop_at
+            if last or stopped or _crossed(prev_step, self.global_step, config.checkpoint.every_steps):
                 self.save()
         if not final_eval and self.update_idx >= self.num_updates and self.global_step == start_step:
             final_eval = self._evaluate_and_log()  # resumed a run that had finished training
@@ -432,11 +435,16 @@ class Trainer:
         shutdown_distributed()
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Train with ``config`` and return where the run went and how it ended."""
+def train(config: TrainConfig, stop_at: int | None = None) -> TrainResult:
+    """Train with ``config`` and return where the run went and how it ended (``stop_at``: see
+    ``Trainer.run``). A population (``config.population.size > 1``) runs its members first."""
+    if config.population.size > 1:
+        from embodied.population import train_population
+
+        return train_population(config)
     trainer = Trainer(config)
     try:
-        result = trainer.run()
+        result = trainer.run(stop_at)
     finally:
         trainer.close()
     if trainer.dist.is_main:

@@ -1,0 +1,147 @@
+"""Best-of-N restarts selected by the learned reward (``population.size > 1``).
+
+Whether PPO finds a sparse goal can hang on its seed: on Meta-World drawer-open half the seeds
+never touch the handle and park, on the same fitted reward on which another seed opens the
+drawer by 50k steps (docs/perceptual-experiments.md, session 25). A population spends part of the
+budget on several seeds and keeps the one the reward itself rates highest; no success signal is
+used unless the reward has one.
+
+Layout of the run directory::
+
+    population.json      the config, each member's seed, steps and score, and the chosen one
+    members/<i>/         member i's own run, stopped at population.select_at
+    checkpoints/ ...     the chosen member's run, copied here and continued to its budget
+
+Member 0 fits the reward models that need fitting (a perceptual reward); the others load its fit,
+so every member is scored by the same reward and the scores compare. A killed population resumes
+with ``embodied-train resume=<run dir>``: finished members are kept, an unfinished one resumes
+from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embodied.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from embodied.config import PopulationConfig, TrainConfig, to_dict
+from embodied.rewards.build import PERCEPTUAL_FILE
+
+if TYPE_CHECKING:
+    from embodied.trainer import TrainResult
+
+log = logging.getLogger("embodied.train")
+
+POPULATION_FILE = "population.json"
+#: member i trains with seed + SEED_STRIDE * i, so populations launched with seeds 0..999 share no member
+SEED_STRIDE = 1000
+#: the selection averages each member's training reward over this last fraction of its steps
+SELECT_WINDOW = 0.2
+
+
+def chosen_steps(config: TrainConfig) -> int:
+    """Env steps of the chosen member's own run: the budget less what the others spent."""
+    pop = config.population
+    return config.total_steps - (pop.size - 1) * pop.select_at
+
+
+def member_config(config: TrainConfig, index: int, run_dir: Path) -> TrainConfig:
+    """Member ``index``: a plain run with its own seed, the chosen member's learning-rate schedule
+    (it may be the one that continues) and, past member 0, member 0's fitted perceptual reward."""
+    reward = config.reward
+    if index > 0 and "perceptual" in reward.weights and not reward.perceptual.model:
+        fitted = run_dir / "members" / "0" / PERCEPTUAL_FILE
+        reward = replace(reward, perceptual=replace(reward.perceptual, model=str(fitted)))
+    return replace(config, reward=reward, seed=config.seed + SEED_STRIDE * index,
+                   total_steps=chosen_steps(config), population=PopulationConfig(),
+                   run_dir=str(run_dir / "members" / str(index)), resume=None)
+
+
+def selection_score(member_dir: Path, weights: dict[str, float], select_at: int) -> float:
+    """The member's weighted raw training reward per step (``reward/<term>`` in its metrics.csv),
+    averaged over the updates in the last ``SELECT_WINDOW`` of its ``select_at`` steps; NaN when
+    it logged none there."""
+    per_step: dict[int, dict[str, float]] = {}
+    with open(member_dir / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            term = row["key"].removeprefix("reward/")
+            if term in weights:
+                per_step.setdefault(int(row["step"]), {})[term] = float(row["value"])
+    start = select_at * (1 - SELECT_WINDOW)
+    totals = [sum(weights[t] * v[t] for t in weights) for step, v in per_step.items()
+              if start < step <= select_at and set(v) == set(weights)]
+    return sum(totals) / len(totals) if totals else math.nan
+
+
+def _finished(member_dir: Path, select_at: int) -> bool:
+    return bool(list_checkpoints(member_dir)) and load_checkpoint(member_dir).step >= select_at
+
+
+def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    tmp = run_dir / (POPULATION_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, run_dir / POPULATION_FILE)  # a kill never leaves half a record
+
+
+def train_population(config: TrainConfig) -> TrainResult:
+    """Train the members to ``select_at``, pick the best by training reward, and continue it in
+    the run directory to ``chosen_steps``."""
+    from embodied.trainer import train
+
+    pop = config.population
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("population.size > 1 runs its members one after another in one process; "
+                         "it does not run under torchrun (launch it without torchrun, or with population.size=1)")
+    run_dir = Path(config.run_dir or config.resume or "runs/unnamed")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if list_checkpoints(run_dir):  # the selection is made: continue the chosen member
+        chosen = json.loads((run_dir / POPULATION_FILE).read_text())["chosen"]
+        return train(_continued(config, chosen, run_dir))
+    record: dict[str, Any] = {"config": to_dict(config), "select_at": pop.select_at,
+                              "chosen_steps": chosen_steps(config), "members": [], "chosen": None}
+    weights = dict(config.reward.weights)
+    for i in range(pop.size):
+        member = member_config(config, i, run_dir)
+        member_dir = Path(member.run_dir)  # type: ignore[arg-type]
+        if not _finished(member_dir, pop.select_at):
+            if list_checkpoints(member_dir):
+                member = replace(member, resume=str(member_dir))
+            log.info("population: member %d (seed %d) of %d trains to %d steps", i, member.seed, pop.size,
+                     pop.select_at)
+            train(member, stop_at=pop.select_at)
+        score = selection_score(member_dir, weights, pop.select_at)
+        record["members"].append({"index": i, "seed": member.seed, "dir": str(member_dir),
+                                  "steps": load_checkpoint(member_dir).step, "score": score})
+        _write_record(run_dir, record)
+        log.info("population: member %d scored %.4f (mean training reward over its last %d%% of steps)",
+                 i, score, round(100 * SELECT_WINDOW))
+    scores = [-math.inf if math.isnan(m["score"]) else m["score"] for m in record["members"]]
+    chosen = max(range(pop.size), key=lambda k: (scores[k], -k))
+    record["chosen"] = chosen
+    _write_record(run_dir, record)
+    log.info("population: member %d (seed %d) continues to %d steps of its own", chosen,
+             record["members"][chosen]["seed"], chosen_steps(config))
+    # the chosen member's run becomes the run directory's (its logs, videos and checkpoints carry on)
+    # (the checkpoints last and by a rename: their presence marks the selection as made)
+    source = run_dir / "members" / str(chosen)
+    shutil.copytree(source, run_dir, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("result.json", "learning_curve.png", "checkpoints"))
+    staging = run_dir / "checkpoints.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source / "checkpoints", staging)
+    os.replace(staging, run_dir / "checkpoints")
+    return train(_continued(config, chosen, run_dir))
+
+
+def _continued(config: TrainConfig, chosen: int, run_dir: Path) -> TrainConfig:
+    """The chosen member's config, resumed from the run directory's newest checkpoint."""
+    member = member_config(config, chosen, run_dir)
+    find_checkpoint(run_dir)  # a clear error if the copy went missing
+    return replace(member, run_dir=str(run_dir), resume=str(run_dir))
