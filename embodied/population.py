@@ -106,6 +106,7 @@ def train_population(config: TrainConfig) -> TrainResult:
         return train(_continued(config, chosen, run_dir))
     record: dict[str, Any] = {"config": to_dict(config), "select_at": pop.select_at,
                               "chosen_steps": chosen_steps(config), "members": [], "chosen": None}
+    _write_record(run_dir, record)  # from the start: what `resume=` reads if this is killed in member 0
     weights = dict(config.reward.weights)
     for i in range(pop.size):
         member = member_config(config, i, run_dir)
