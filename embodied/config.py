@@ -301,8 +301,8 @@ class LogConfig:
 @dataclass
 class PopulationConfig:
     """Best-of-N restarts selected by the reward: ``size`` policies (seeds ``seed + 1000 * i``)
-    train on one reward for ``select_at`` env steps each; the one whose training reward (the
-    weighted raw terms, averaged over its last fifth) is highest continues. ``total_steps`` is the
+    train on one reward for ``select_at`` env steps each; the one the reward rates highest
+    (``select_by``) continues. ``total_steps`` is the
     budget of all of them together, so the chosen one trains to
     ``total_steps - (size - 1) * select_at`` steps of its own."""
 
@@ -310,9 +310,16 @@ class PopulationConfig:
     size: int = 1
     #: env steps each policy trains before the selection
     select_at: int = 100_000
+    #: what the selection compares. final: the reward the member's mean-action policy earns at the
+    #: end of eval.episodes episodes (the last tenth of their steps: where the policy ends up);
+    #: rollout: its training reward per step over the last fifth of its steps (exploration noise
+    #: included, so a policy still learning to reach the goal can rank below one that parks)
+    select_by: str = "final"
 
     def validate(self) -> None:
         _check(self.size >= 1, "population.size", f"must be >= 1, got {self.size}")
+        _check(self.select_by in ("final", "rollout"), "population.select_by",
+               f"must be final or rollout, got {self.select_by!r}")
         _check(self.select_at >= 1, "population.select_at", f"must be >= 1, got {self.select_at}")
 
 

@@ -42,8 +42,10 @@ log = logging.getLogger("embodied.train")
 POPULATION_FILE = "population.json"
 #: member i trains with seed + SEED_STRIDE * i, so populations launched with seeds 0..999 share no member
 SEED_STRIDE = 1000
-#: the selection averages each member's training reward over this last fraction of its steps
+#: select_by=rollout averages each member's training reward over this last fraction of its steps
 SELECT_WINDOW = 0.2
+#: select_by=final averages the reward over this last fraction of each mean-action episode
+FINAL_FRACTION = 0.1
 
 
 def chosen_steps(config: TrainConfig) -> int:
@@ -80,6 +82,58 @@ def selection_score(member_dir: Path, weights: dict[str, float], select_at: int)
     return sum(totals) / len(totals) if totals else math.nan
 
 
+def final_reward_score(member: TrainConfig, member_dir: Path) -> float:
+    """The reward the member's mean-action policy (its newest checkpoint) earns where its episodes
+    end: the weighted raw terms per step, averaged over the last ``FINAL_FRACTION`` of each of
+    ``eval.episodes`` episodes, played on the member's evaluation envs with every step rendered
+    for the frame terms."""
+    import torch
+
+    from embodied.evaluate import policy_from_checkpoint
+    from embodied.rewards.build import build_reward
+    from embodied.trainer import EVAL_SEED_OFFSET
+
+    policy, _, _ = policy_from_checkpoint(member_dir, member.device)
+    reward = build_reward(member.reward, member.task, member.device, member_dir, member.seed)
+    episodes = member.eval.episodes
+    env = member.task.make_env(min(member.eval.num_envs, episodes), member.seed + EVAL_SEED_OFFSET)
+    try:
+        low = torch.as_tensor(env.action_spec.low, dtype=torch.float32)
+        high = torch.as_tensor(env.action_spec.high, dtype=torch.float32)
+        obs = env.reset(seed=member.seed + EVAL_SEED_OFFSET)
+        n = env.num_envs
+        quota = [episodes // n + (i < episodes % n) for i in range(n)]
+        steps: list[list[float]] = [[] for _ in range(n)]
+        ends: list[float] = []
+        render = bool(reward.names_needing("frames"))
+        for _ in range((max(quota) + 1) * env.max_episode_steps):
+            with torch.no_grad():
+                action, _, _ = policy.act(obs.to(member.device), deterministic=True)
+            action = action.cpu().clamp(low, high)
+            result = env.step(action, render=render)
+            batch: dict[str, Any] = {"env_reward": result.reward, "success": result.info["success"], "obs": obs,
+                                     "next_obs": result.info["final_observation"], "actions": action,
+                                     "instructions": env.instructions}
+            if render:
+                batch["frames"] = result.info["frames"]
+            values = reward.values(batch)
+            total = sum(reward.weights[k] * values[k].float().cpu() for k in reward.weights)
+            for i in range(n):
+                steps[i].append(float(total[i]))  # type: ignore[index]
+            for i in (result.terminated | result.truncated).nonzero().flatten().tolist():
+                if quota[i] > 0:
+                    last = max(1, math.ceil(FINAL_FRACTION * len(steps[i])))
+                    ends.append(sum(steps[i][-last:]) / last)
+                    quota[i] -= 1
+                steps[i] = []
+            obs = result.observation
+            if not any(quota):
+                break
+    finally:
+        env.close()
+    return sum(ends) / len(ends) if ends else math.nan
+
+
 def _finished(member_dir: Path, select_at: int) -> bool:
     return bool(list_checkpoints(member_dir)) and load_checkpoint(member_dir).step >= select_at
 
@@ -104,7 +158,7 @@ def train_population(config: TrainConfig) -> TrainResult:
     if list_checkpoints(run_dir):  # the selection is made: continue the chosen member
         chosen = json.loads((run_dir / POPULATION_FILE).read_text())["chosen"]
         return train(_continued(config, chosen, run_dir))
-    record: dict[str, Any] = {"config": to_dict(config), "select_at": pop.select_at,
+    record: dict[str, Any] = {"config": to_dict(config), "select_at": pop.select_at, "select_by": pop.select_by,
                               "chosen_steps": chosen_steps(config), "members": [], "chosen": None}
     _write_record(run_dir, record)  # from the start: what `resume=` reads if this is killed in member 0
     weights = dict(config.reward.weights)
@@ -117,12 +171,16 @@ def train_population(config: TrainConfig) -> TrainResult:
             log.info("population: member %d (seed %d) of %d trains to %d steps", i, member.seed, pop.size,
                      pop.select_at)
             train(member, stop_at=pop.select_at)
-        score = selection_score(member_dir, weights, pop.select_at)
+        if pop.select_by == "final":
+            score = final_reward_score(member, member_dir)
+            how = f"mean-action episodes' reward over their last {round(100 * FINAL_FRACTION)}%"
+        else:
+            score = selection_score(member_dir, weights, pop.select_at)
+            how = f"training reward over its last {round(100 * SELECT_WINDOW)}% of steps"
         record["members"].append({"index": i, "seed": member.seed, "dir": str(member_dir),
                                   "steps": load_checkpoint(member_dir).step, "score": score})
         _write_record(run_dir, record)
-        log.info("population: member %d scored %.4f (mean training reward over its last %d%% of steps)",
-                 i, score, round(100 * SELECT_WINDOW))
+        log.info("population: member %d scored %.4f (%s)", i, score, how)
     scores = [-math.inf if math.isnan(m["score"]) else m["score"] for m in record["members"]]
     chosen = max(range(pop.size), key=lambda k: (scores[k], -k))
     record["chosen"] = chosen

@@ -39,7 +39,7 @@ from sim.vec_env import VecEnv
 log = logging.getLogger("embodied.train")
 
 #: an offset between the seeds of the training envs, the eval envs and each rank
-_EVAL_SEED_OFFSET = 1_000_003
+EVAL_SEED_OFFSET = 1_000_003
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Trainer:
             torch.set_num_threads(config.torch_threads)
         algo, task = config.algo, config.task
         self.run_dir = Path(config.run_dir or config.resume or "runs/unnamed")
-        self.rank_seed = config.seed + self.dist.rank * _EVAL_SEED_OFFSET * 2
+        self.rank_seed = config.seed + self.dist.rank * EVAL_SEED_OFFSET * 2
         _seed_everything(self.rank_seed)
 
         self.env: VecEnv = task.make_env(algo.num_envs, self.rank_seed)
@@ -339,10 +339,10 @@ class Trainer:
 
     def evaluate(self) -> EvalResult:
         cfg, task = self.config.eval, self.config.task
-        env = task.make_env(min(cfg.num_envs, cfg.episodes), self.config.seed + _EVAL_SEED_OFFSET)
+        env = task.make_env(min(cfg.num_envs, cfg.episodes), self.config.seed + EVAL_SEED_OFFSET)
         try:
             video = self.run_dir / "videos" / f"eval_{self.global_step:012d}.mp4" if cfg.video else None
-            return evaluate(self.policy, env, cfg.episodes, self.config.seed + _EVAL_SEED_OFFSET,
+            return evaluate(self.policy, env, cfg.episodes, self.config.seed + EVAL_SEED_OFFSET,
                             cfg.deterministic, video, self.device)
         finally:
             env.close()

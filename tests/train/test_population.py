@@ -11,7 +11,10 @@ import pytest
 
 from embodied.checkpoint import list_checkpoints, load_checkpoint
 from embodied.config import ConfigError
-from embodied.population import POPULATION_FILE, SEED_STRIDE, chosen_steps, member_config, selection_score
+from embodied.evaluate import policy_from_checkpoint
+from embodied.population import (FINAL_FRACTION, POPULATION_FILE, SEED_STRIDE, chosen_steps, member_config,
+                                 selection_score)
+from embodied.trainer import EVAL_SEED_OFFSET
 from embodied.rewards.build import PERCEPTUAL_FILE
 from embodied.train import compose_config
 from embodied.trainer import train
@@ -29,7 +32,7 @@ def metric_rows(run_dir):
 
 
 def test_population_trains_each_member_then_continues_the_best(fast_config):
-    cfg = fast_config(*POPULATION, "seed=3")
+    cfg = fast_config(*POPULATION, "seed=3", "population.select_by=rollout")
     result = train(cfg)
     run = Path(cfg.run_dir)
     record = json.loads((run / POPULATION_FILE).read_text())
@@ -54,6 +57,37 @@ def test_population_trains_each_member_then_continues_the_best(fast_config):
     # one learning-rate schedule across the selection: annealed over the chosen member's 768 steps
     lr = {s: v for s, k, v in rows if k == "loss/learning_rate"}
     assert [lr[s] for s in (256, 512, 768)] == pytest.approx([3e-4, 2e-4, 1e-4])
+
+
+def test_select_by_final_scores_where_the_mean_action_episodes_end(fast_config):
+    import sim
+
+    cfg = fast_config(*POPULATION, "population.size=2", "total_steps=1024", "eval.episodes=3")
+    train(cfg)
+    record = json.loads((Path(cfg.run_dir) / POPULATION_FILE).read_text())
+    assert record["select_by"] == "final"
+    for m in record["members"]:
+        # the env reward of 3 mean-action episodes, averaged over the last tenth of each
+        policy, _, _ = policy_from_checkpoint(m["dir"])
+        env = sim.make_env("toy/point", 2, seed=m["seed"] + EVAL_SEED_OFFSET)
+        obs = env.reset(seed=m["seed"] + EVAL_SEED_OFFSET)
+        episodes, current = [], [[], []]
+        while len(episodes) < 4:
+            action, _, _ = policy.act(obs, deterministic=True)
+            result = env.step(action.clamp(-1, 1))
+            for i in range(2):
+                current[i].append(float(result.reward[i]))
+                if result.truncated[i] or result.terminated[i]:
+                    episodes.append((i, current[i]))
+                    current[i] = []
+            obs = result.observation
+        # env 0 plays two of the three, env 1 one
+        played = [e for k, (i, e) in enumerate(episodes) if i == 0][:2] + [e for i, e in episodes if i == 1][:1]
+        last = round(FINAL_FRACTION * 50)
+        expected = sum(sum(e[-last:]) / last for e in played) / 3
+        assert m["score"] == pytest.approx(expected, rel=1e-5), m
+    scores = [m["score"] for m in record["members"]]
+    assert record["chosen"] == scores.index(max(scores))
 
 
 @pytest.mark.parametrize("killed_member", [0, 1])
@@ -123,6 +157,7 @@ def test_selection_score_weights_terms_and_reads_the_last_fifth(tmp_path):
     (["population.size=4", "population.select_at=1000", "total_steps=4000"], "raise total_steps above that"),
     (["population.size=0"], "population.size"),
     (["population.select_at=0"], "population.select_at"),
+    (["population.select_by=eval"], "must be final or rollout"),
 ])
 def test_bad_population_settings_are_clear_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
