@@ -302,9 +302,8 @@ class LogConfig:
 class PopulationConfig:
     """Best-of-N restarts selected by the reward: ``size`` policies (seeds ``seed + 1000 * i``)
     train on one reward for ``select_at`` env steps each; the one the reward rates highest
-    (``select_by``) continues. ``total_steps`` is the
-    budget of all of them together, so the chosen one trains to
-    ``total_steps - (size - 1) * select_at`` steps of its own."""
+    (``select_by``) continues. ``total_steps`` is the budget of all of them together, so the
+    chosen one trains to ``total_steps - (size - 1) * select_at`` steps of its own."""
 
     #: how many policies start (1: a plain run)
     size: int = 1

@@ -4,7 +4,9 @@ Whether PPO finds a sparse goal can hang on its seed: on Meta-World drawer-open 
 never touch the handle and park, on the same fitted reward on which another seed opens the
 drawer by 50k steps (docs/perceptual-experiments.md, session 25). A population spends part of the
 budget on several seeds and keeps the one the reward itself rates highest; no success signal is
-used unless the reward has one.
+used unless the reward has one. (On drawer-open it chose the one member that had found the goal,
+but most members that found it early lost it again, so it did not make that task robust:
+session 26.)
 
 Layout of the run directory::
 
@@ -145,8 +147,8 @@ def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def train_population(config: TrainConfig) -> TrainResult:
-    """Train the members to ``select_at``, pick the best by training reward, and continue it in
-    the run directory to ``chosen_steps``."""
+    """Train the members to ``select_at``, pick the one the reward rates highest (``select_by``)
+    and continue it in the run directory to ``chosen_steps``."""
     from embodied.trainer import train
 
     pop = config.population
