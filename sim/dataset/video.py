@@ -14,6 +14,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 #: codec name (as info.json records it) -> ffmpeg encoder
 ENCODERS = {"h264": "libx264", "av1": "libsvtav1"}
@@ -96,6 +97,9 @@ def decode_video(
     hi = np.inf if end_s is None else end_s - tolerance_s
     frames: list[np.ndarray] = []
     times: list[float] = []
+    # One reformatter per call, single-threaded: PyAV >= 17 converts colours on a slice-thread pool
+    # that a forked DataLoader worker inherits without its threads, and waits on forever.
+    reformatter = VideoReformatter()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -112,7 +116,7 @@ def decode_video(
                     continue
                 if t >= hi:
                     break
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray())
                 times.append(t)
     except (av.error.FFmpegError, OSError) as e:
         raise _decode_error(path, e) from e

@@ -450,3 +450,34 @@ def test_writer_rejects_bad_arguments(tmp_path):
     with pytest.raises(FileExistsError, match="not overwriting.*notes.txt"):
         DatasetWriter(tmp_path / "mine", fps=FPS, state_dim=4, action_dim=2, overwrite=True)
     assert (tmp_path / "mine/notes.txt").exists()
+
+
+def _decode_in_child(path: str) -> None:
+    from sim.dataset.video import decode_video
+
+    frames, _ = decode_video(Path(path))
+    assert frames.shape[0] == 12
+
+
+def test_decoding_in_a_forked_child_after_the_parent_decoded(tmp_path):
+    """DataLoader workers fork after the parent read a few items: the child's colour conversion
+    must not wait on threads that only exist in the parent (it hung in CI once)."""
+    import multiprocessing
+
+    from sim.dataset.video import decode_video, encode_video
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "v.mp4"
+    encode_video(path, rng.integers(0, 255, (12, 240, 320, 3), dtype=np.uint8), fps=10)
+    decode_video(path)
+    children = [multiprocessing.get_context("fork").Process(target=_decode_in_child, args=(str(path),))
+                for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(60)
+    hung = [c for c in children if c.is_alive()]
+    for c in hung:
+        c.kill()
+    assert not hung, "decoding hung in a forked child"
+    assert all(c.exitcode == 0 for c in children)
