@@ -12,6 +12,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ class EvalResult:
     returns: list[float] = field(default_factory=list)
     successes: list[bool] = field(default_factory=list)
     video: str | None = None
+    #: with ``step_score``: each counted episode's per-step scores, in the order of ``returns``
+    step_scores: list[list[float]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
         return {"eval/mean_return": self.mean_return, "eval/std_return": self.std_return,
@@ -38,10 +41,14 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(policy: GaussianMLPPolicy, env: VecEnv, episodes: int, seed: int, deterministic: bool = True,
-             video_path: Path | None = None, device: torch.device | str = "cpu") -> EvalResult:
+             video_path: Path | None = None, device: torch.device | str = "cpu",
+             step_score: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor] | None = None,
+             render: bool = False) -> EvalResult:
     """Run ``episodes`` episodes on ``env`` (reset with ``seed``) and report the env's return and
     whether each episode reached success at some step. ``video_path``: an mp4 of env 0's first
-    episode."""
+    episode. ``step_score(obs, action, step_result) -> [N]`` scores every step (e.g. with a reward
+    model; ``render`` puts the step's frames in ``step_result.info["frames"]``); the scores of each
+    counted episode are returned in ``step_scores``."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     was_training = policy.training
@@ -57,13 +64,19 @@ def evaluate(policy: GaussianMLPPolicy, env: VecEnv, episodes: int, seed: int, d
     returns: list[float] = []
     successes: list[bool] = []
     lengths: list[float] = []
+    running: list[list[float]] = [[] for _ in range(n)]
+    step_scores: list[list[float]] = []
     frames: list[np.ndarray] = []
     recording = video_path is not None
     for _ in range((max(quota) + 1) * env.max_episode_steps):
         if recording:
             frames.append(env.render([0])[0].numpy())
         action, _, _ = policy.act(obs.to(device), deterministic=deterministic)
-        result = env.step(action.clamp(low, high).cpu())
+        clipped = action.clamp(low, high).cpu()
+        result = env.step(clipped, render=render)
+        if step_score is not None:
+            for i, v in enumerate(step_score(obs, clipped, result).tolist()):
+                running[i].append(float(v))
         ever_success |= result.info["success"]
         done = result.terminated | result.truncated
         for i in done.nonzero().flatten().tolist():
@@ -71,6 +84,9 @@ def evaluate(policy: GaussianMLPPolicy, env: VecEnv, episodes: int, seed: int, d
                 returns.append(float(result.info["episode_return"][i]))
                 lengths.append(float(result.info["episode_length"][i]))
                 successes.append(bool(ever_success[i]))
+                if step_score is not None:
+                    step_scores.append(running[i])
+            running[i] = []
             played[i] += 1
             if i == 0:
                 recording = False
@@ -88,7 +104,7 @@ def evaluate(policy: GaussianMLPPolicy, env: VecEnv, episodes: int, seed: int, d
         video = str(video_path)
     r = np.asarray(returns, dtype=np.float64)
     return EvalResult(float(r.mean()), float(r.std()), float(np.mean(successes)), float(np.mean(lengths)),
-                      returns, successes, video)
+                      returns, successes, video, step_scores)
 
 
 def policy_from_checkpoint(path: str | Path, device: str = "cpu") -> tuple[GaussianMLPPolicy, dict, Path]:

@@ -22,7 +22,6 @@ from its checkpoint.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -32,8 +31,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embodied.checkpoint import find_checkpoint, list_checkpoints, load_checkpoint
+from embodied.checkpoint import list_checkpoints, load_checkpoint
 from embodied.config import PopulationConfig, TrainConfig, to_dict
+from embodied.logger import read_metrics
 from embodied.rewards.build import PERCEPTUAL_FILE
 
 if TYPE_CHECKING:
@@ -73,71 +73,55 @@ def selection_score(member_dir: Path, weights: dict[str, float], select_at: int)
     averaged over the updates in the last ``SELECT_WINDOW`` of its ``select_at`` steps; NaN when
     it logged none there."""
     per_step: dict[int, dict[str, float]] = {}
-    with open(member_dir / "metrics.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            term = row["key"].removeprefix("reward/")
-            if term in weights:
-                per_step.setdefault(int(row["step"]), {})[term] = float(row["value"])
     start = select_at * (1 - SELECT_WINDOW)
-    totals = [sum(weights[t] * v[t] for t in weights) for step, v in per_step.items()
-              if start < step <= select_at and set(v) == set(weights)]
+    for step, _, key, value in read_metrics(member_dir, max_step=select_at):
+        term = key.removeprefix("reward/")
+        if term in weights and step > start:
+            per_step.setdefault(step, {})[term] = value
+    totals = [sum(weights[t] * v[t] for t in weights) for v in per_step.values() if set(v) == set(weights)]
     return sum(totals) / len(totals) if totals else math.nan
 
 
 def final_reward_score(member: TrainConfig, member_dir: Path) -> float:
     """The reward the member's mean-action policy (its newest checkpoint) earns where its episodes
     end: the weighted raw terms per step, averaged over the last ``FINAL_FRACTION`` of each of
-    ``eval.episodes`` episodes, played on the member's evaluation envs with every step rendered
-    for the frame terms."""
+    ``eval.episodes`` episodes, played as the trainer's evaluation plays them, with every step
+    rendered for the frame terms."""
     import torch
 
-    from embodied.evaluate import policy_from_checkpoint
+    from embodied.evaluate import evaluate, policy_from_checkpoint
     from embodied.rewards.build import build_reward
     from embodied.trainer import EVAL_SEED_OFFSET
 
     policy, _, _ = policy_from_checkpoint(member_dir, member.device)
     reward = build_reward(member.reward, member.task, member.device, member_dir, member.seed)
-    episodes = member.eval.episodes
-    env = member.task.make_env(min(member.eval.num_envs, episodes), member.seed + EVAL_SEED_OFFSET)
+
+    def score(obs: torch.Tensor, action: torch.Tensor, result: Any) -> torch.Tensor:
+        batch: dict[str, Any] = {"env_reward": result.reward, "success": result.info["success"], "obs": obs,
+                                 "next_obs": result.info["final_observation"], "actions": action,
+                                 "instructions": env.instructions}
+        if "frames" in result.info:
+            batch["frames"] = result.info["frames"]
+        values = reward.values(batch)
+        return sum(reward.weights[k] * values[k].float().cpu() for k in reward.weights)  # type: ignore[return-value]
+
+    seed, episodes = member.seed + EVAL_SEED_OFFSET, member.eval.episodes
+    env = member.task.make_env(min(member.eval.num_envs, episodes), seed)
     try:
-        low = torch.as_tensor(env.action_spec.low, dtype=torch.float32)
-        high = torch.as_tensor(env.action_spec.high, dtype=torch.float32)
-        obs = env.reset(seed=member.seed + EVAL_SEED_OFFSET)
-        n = env.num_envs
-        quota = [episodes // n + (i < episodes % n) for i in range(n)]
-        steps: list[list[float]] = [[] for _ in range(n)]
-        ends: list[float] = []
-        render = bool(reward.names_needing("frames"))
-        for _ in range((max(quota) + 1) * env.max_episode_steps):
-            with torch.no_grad():
-                action, _, _ = policy.act(obs.to(member.device), deterministic=True)
-            action = action.cpu().clamp(low, high)
-            result = env.step(action, render=render)
-            batch: dict[str, Any] = {"env_reward": result.reward, "success": result.info["success"], "obs": obs,
-                                     "next_obs": result.info["final_observation"], "actions": action,
-                                     "instructions": env.instructions}
-            if render:
-                batch["frames"] = result.info["frames"]
-            values = reward.values(batch)
-            total = sum(reward.weights[k] * values[k].float().cpu() for k in reward.weights)
-            for i in range(n):
-                steps[i].append(float(total[i]))  # type: ignore[index]
-            for i in (result.terminated | result.truncated).nonzero().flatten().tolist():
-                if quota[i] > 0:
-                    last = max(1, math.ceil(FINAL_FRACTION * len(steps[i])))
-                    ends.append(sum(steps[i][-last:]) / last)
-                    quota[i] -= 1
-                steps[i] = []
-            obs = result.observation
-            if not any(quota):
-                break
+        result = evaluate(policy, env, episodes, seed, True, None, member.device, step_score=score,
+                          render=bool(reward.names_needing("frames")))
     finally:
         env.close()
+    ends = []
+    for episode in result.step_scores:
+        last = max(1, math.ceil(FINAL_FRACTION * len(episode)))
+        ends.append(sum(episode[-last:]) / last)
     return sum(ends) / len(ends) if ends else math.nan
 
 
-def _finished(member_dir: Path, select_at: int) -> bool:
-    return bool(list_checkpoints(member_dir)) and load_checkpoint(member_dir).step >= select_at
+def _steps_done(member_dir: Path) -> int:
+    """The step of the member's newest checkpoint (0 before its first)."""
+    return load_checkpoint(member_dir).step if list_checkpoints(member_dir) else 0
 
 
 def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
@@ -167,12 +151,13 @@ def train_population(config: TrainConfig) -> TrainResult:
     for i in range(pop.size):
         member = member_config(config, i, run_dir)
         member_dir = Path(member.run_dir)  # type: ignore[arg-type]
-        if not _finished(member_dir, pop.select_at):
-            if list_checkpoints(member_dir):
+        done = _steps_done(member_dir)
+        if done < pop.select_at:
+            if done > 0:
                 member = replace(member, resume=str(member_dir))
             log.info("population: member %d (seed %d) of %d trains to %d steps", i, member.seed, pop.size,
                      pop.select_at)
-            train(member, stop_at=pop.select_at)
+            done = train(member, stop_at=pop.select_at).global_step
         if pop.select_by == "final":
             score = final_reward_score(member, member_dir)
             how = f"mean-action episodes' reward over their last {round(100 * FINAL_FRACTION)}%"
@@ -180,7 +165,7 @@ def train_population(config: TrainConfig) -> TrainResult:
             score = selection_score(member_dir, weights, pop.select_at)
             how = f"training reward over its last {round(100 * SELECT_WINDOW)}% of steps"
         record["members"].append({"index": i, "seed": member.seed, "dir": str(member_dir),
-                                  "steps": load_checkpoint(member_dir).step, "score": score})
+                                  "steps": done, "score": score})
         _write_record(run_dir, record)
         log.info("population: member %d scored %.4f (%s)", i, score, how)
     scores = [-math.inf if math.isnan(m["score"]) else m["score"] for m in record["members"]]
@@ -204,5 +189,4 @@ def train_population(config: TrainConfig) -> TrainResult:
 def _continued(config: TrainConfig, chosen: int, run_dir: Path) -> TrainConfig:
     """The chosen member's config, resumed from the run directory's newest checkpoint."""
     member = member_config(config, chosen, run_dir)
-    find_checkpoint(run_dir)  # a clear error if the copy went missing
     return replace(member, run_dir=str(run_dir), resume=str(run_dir))
