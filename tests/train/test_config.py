@@ -41,6 +41,7 @@ def test_every_task_config_names_a_registered_task(option):
 @pytest.mark.parametrize(("option", "azimuth"), [("metaworld_plate_slide", 180.0), ("metaworld_plate_slide_back", 180.0),
                                                  ("metaworld_reach_wall", 180.0), ("metaworld_drawer_open", 180.0),
                                                  ("metaworld_drawer_open_in_view", 180.0),
+                                                 ("metaworld_button_press_in_view", 145.0),
                                                  ("metaworld_window_close", -90.0)])
 def test_task_configs_with_their_own_view_render_from_it(option, azimuth):
     task = compose_config([f"task={option}", "task.render_size=[32,32]"]).task
@@ -56,16 +57,18 @@ def test_task_configs_with_their_own_view_render_from_it(option, azimuth):
     assert (frames[0] - frames[1]).abs().mean() > 10, "the camera option did not reach the renderer"
 
 
-def test_drawer_open_in_view_keeps_the_gripper_in_its_64px_frame_and_the_expert_succeeds_in_its_box(
-        expert_episode_success):
+@pytest.mark.parametrize("option", ["metaworld_drawer_open_in_view", "metaworld_button_press_in_view"])
+def test_in_view_tasks_keep_the_gripper_in_their_64px_frame_and_the_expert_succeeds_in_their_box(
+        option, expert_episode_success):
     """Driven towards each corner of the task's hand box, the hand keeps the whole gripper 3+ pixels
-    inside the frame (corners behind the cabinet are as far as the hand can get that way)."""
+    inside the frame (corners behind the cabinet or the button's housing are as far as the hand can
+    get that way)."""
     import itertools
 
     import numpy as np
     import torch
 
-    task = compose_config(["task=metaworld_drawer_open_in_view", "task.render_size=[64,64]"]).task
+    task = compose_config([f"task={option}", "task.render_size=[64,64]"]).task
     box = task.options["workspace"]
     corners = np.array(list(itertools.product(*zip(box["low"], box["high"]))))
     envs = [replace(task, options={**task.options, "robot": robot, "goals": "fixed", "workers": 0}).make_env(8, 0)
