@@ -102,8 +102,8 @@ class PerceptualRewardConfig:
     num_steps: int = 4
     alpha: float = 5.0
     top_n: int = 32
-    #: the fewest frames of a step, as a fraction of the shortest demo
-    min_length: float = 0.1
+    #: the fewest frames of a step, as a fraction of the shortest demo; null: min(0.1, 1/num_steps)
+    min_length: Optional[float] = None
     #: reward the log of the weighted step likelihoods (dense far from the demos: what PPO
     #: can climb) instead of the likelihoods in (0, 1]
     log_space: bool = True
@@ -122,8 +122,8 @@ class PerceptualRewardConfig:
         _check(1 <= self.num_steps <= 30, "reward.perceptual.num_steps", f"must be in [1, 30], got {self.num_steps}")
         _check(self.alpha >= 0, "reward.perceptual.alpha", f"must be >= 0, got {self.alpha}")
         _check(self.top_n >= 1, "reward.perceptual.top_n", f"must be >= 1, got {self.top_n}")
-        _check(0 < self.min_length <= 1 / self.num_steps, "reward.perceptual.min_length",
-               f"must be in (0, 1/num_steps], got {self.min_length}")
+        _check(self.min_length is None or 0 < self.min_length <= 1 / self.num_steps, "reward.perceptual.min_length",
+               f"must be in (0, 1/num_steps] = (0, {1 / self.num_steps:.4g}] or null, got {self.min_length}")
 
 
 @dataclass

@@ -43,13 +43,14 @@ class PerceptualReward(FrameRewardTerm):
         backbone_args: keyword arguments of the backbone (e.g. ``{"weights": "resnet18.pth"}``).
         num_steps: K, the steps each demo is split into.
         alpha, top_n: feature selection (the paper's 5 and 32).
-        min_length: the fewest frames of a step, as a fraction of the shortest demo.
+        min_length: the fewest frames of a step, as a fraction of the shortest demo; ``None``:
+            ``min(0.1, 1 / num_steps)``, so any K up to 30 fits without setting it.
         log_space: reward the log of the weighted step likelihoods instead of the likelihoods.
         device: where features and scores are computed.
     """
 
     def __init__(self, backbone: str | FrameFeatures = "tcn", backbone_args: dict[str, Any] | None = None,
-                 num_steps: int = 4, alpha: float = 5.0, top_n: int = 32, min_length: float = 0.1,
+                 num_steps: int = 4, alpha: float = 5.0, top_n: int = 32, min_length: float | None = None,
                  device: str | torch.device = "cpu", log_space: bool = True) -> None:
         if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= 30:
             raise ValueError(f"PerceptualReward: num_steps must be an int in [1, 30], got {num_steps!r}")
@@ -57,9 +58,11 @@ class PerceptualReward(FrameRewardTerm):
             raise ValueError(f"PerceptualReward: alpha must be >= 0, got {alpha!r}")
         if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
             raise ValueError(f"PerceptualReward: top_n must be a positive int, got {top_n!r}")
+        if min_length is None:
+            min_length = min(0.1, 1.0 / num_steps)
         if not 0.0 < min_length <= 1.0 / num_steps:
-            raise ValueError(f"PerceptualReward: min_length is a fraction of the demo length in (0, 1/num_steps], "
-                             f"got {min_length!r}")
+            raise ValueError(f"PerceptualReward: min_length is a fraction of the demo length in (0, 1/num_steps] = "
+                             f"(0, {1.0 / num_steps:.4g}], got {min_length!r}; leave it unset for min(0.1, 1/num_steps)")
         if not isinstance(log_space, bool):
             raise TypeError(f"PerceptualReward: log_space must be a bool, got {log_space!r}")
         self.log_space = log_space

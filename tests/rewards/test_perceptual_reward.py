@@ -120,6 +120,19 @@ def test_reward_uses_the_compiled_op(window_demos, monkeypatch):
     assert calls
 
 
+def test_min_length_left_unset_is_a_tenth_of_the_shortest_demo_or_one_kth_for_many_steps(window_demos):
+    assert PerceptualReward("pixels", num_steps=4).min_length == pytest.approx(0.1)
+    reward = PerceptualReward("pixels", num_steps=16)
+    assert reward.min_length == pytest.approx(1 / 16)
+    shortest = min(len(d) for d in window_demos)
+    reward.fit(window_demos)
+    for starts, demo in zip(reward.boundaries, window_demos):
+        lengths = [b - a for a, b in zip(starts, starts[1:] + [len(demo)])]
+        assert min(lengths) >= max(1, int(shortest / 16))
+    with pytest.raises(ValueError, match=r"min_length .* \(0, 0.0625\], got 0.1; leave it unset"):
+        PerceptualReward("pixels", num_steps=16, min_length=0.1)
+
+
 def test_bad_inputs_give_clear_errors(window_demos, tmp_path):
     with pytest.raises(RuntimeError, match="not fitted"):
         PerceptualReward("pixels")(window_demos[0])

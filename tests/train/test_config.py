@@ -115,6 +115,11 @@ def test_overrides_are_typed():
     assert cfg.algo.learning_rate == 1e-3 and cfg.policy.actor_hidden == [32, 32, 32] and cfg.seed == 7
 
 
+def test_perceptual_min_length_left_unset_fits_any_number_of_steps():
+    for steps in (4, 16, 30):
+        compose_config(["reward=perceptual", f"reward.perceptual.num_steps={steps}"]).validate()
+
+
 @pytest.mark.parametrize("override,match", [
     ("algo.lrr=1", "lrr"),                              # unknown key
     ("algo.num_envs=many", "num_envs"),                 # wrong type
@@ -128,6 +133,8 @@ def test_overrides_are_typed():
     ("reward.frame_every=0", "reward.frame_every"),
     ("+reward.weights.clip=1.0", "reward.clip.baseline_prompts"),
     ("reward=perceptual reward.perceptual.backbone=resnet", "reward.perceptual.backbone"),
+    ("reward=perceptual reward.perceptual.num_steps=16 reward.perceptual.min_length=0.1",
+     r"reward.perceptual.min_length: must be in \(0, 1/num_steps\] = \(0, 0.0625\]"),
     ("policy.activation=swish", "policy.activation"),
     ("task.render_size=[33,32]", "task.render_size"),
     ("total_steps=0", "total_steps"),
