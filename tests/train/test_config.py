@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from embodied.config import ConfigError, PPOConfig, TrainConfig, to_train_config
+from embodied.config import ConfigError, PPOConfig, TrainConfig, to_dict, to_train_config
 from embodied.train import CONFIG_DIR, compose_config
 
 
@@ -108,6 +108,28 @@ def test_cleanrl_algo_matches_cleanrl_defaults():
 def test_reward_option_replaces_the_default_term():
     assert compose_config(["reward=success"]).reward.weights == {"success": 1.0}
     assert compose_config(["+reward.weights.success=0.5"]).reward.weights == {"env": 1.0, "success": 0.5}
+
+
+#: the drawer-open results row (docs/perceptual-experiments.md, session 28) as its keys
+DRAWER_OPEN_COMMAND = """task=metaworld_drawer_open_in_view reward=perceptual reward.perceptual.num_steps=30
+    reward.perceptual.min_length=0.03 reward.perceptual.top_n=8 +task.options.robot=gripper
+    reward.perceptual.demo_noise=0.3 +reward.perceptual.backbone_args.clock=progress reward.frame_every=2
+    task.render_size=[64,64] +task.options.max_episode_steps=200 +task.options.goals=fixed
+    population.size=4 population.select_at=100000 population.select_by=final total_steps=600000
+    torch_threads=1""".split()
+
+
+def test_experiment_preset_is_the_documented_command():
+    preset = compose_config(["+experiment=perceptual_drawer_open", "seed=3"])
+    assert to_dict(preset) == to_dict(compose_config([*DRAWER_OPEN_COMMAND, "seed=3"]))
+    # its sparse baseline: the documented override on top of the preset
+    sparse = compose_config(["+experiment=perceptual_drawer_open", "reward=success", "population.select_by=rollout"])
+    assert sparse.reward.weights == {"success": 1.0} and sparse.population.size == 4
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_to_a_valid_config(name):
+    compose_config([f"+experiment={name}"]).validate()
 
 
 def test_overrides_are_typed():
